@@ -1,0 +1,84 @@
+"""The ASGI application: `create_app(settings)` wires routes, resources and the error mapping."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis.asyncio as aioredis
+from litestar import Litestar
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+
+from service import __version__
+from service.db import DatabaseUnavailable, async_pool, detect_engine_async
+from service.errors import EXCEPTION_HANDLERS
+from service.health import HealthController
+from service.migrations import plan
+from service.resources import Resources, provide_resources
+from service.settings import ConfigError, Settings, from_env
+
+log = logging.getLogger(__name__)
+
+
+async def _warn_without_persistence(client: aioredis.Redis) -> None:
+    """The stream is the durable buffer: say so when the Redis we were given keeps nothing on disk."""
+    try:
+        config = await client.config_get("appendonly")
+    except Exception as exc:  # noqa: BLE001 - CONFIG may be disabled on managed Redis; not fatal
+        log.info("could not read the Redis persistence settings (%s)", exc)
+        return
+    if config.get("appendonly") != "yes":
+        log.warning(
+            "Redis runs with appendonly=no: accepted events waiting in the ingest stream are lost if Redis "
+            "restarts; set `appendonly yes` and `appendfsync everysec` (or `always`) on that server"
+        )
+
+
+def create_app(settings: Settings) -> Litestar:
+    """Build the application for these settings; nothing connects until the lifespan starts."""
+    if settings.database_url is None or settings.redis_url is None:
+        raise ConfigError("DATABASE_URL and REDIS_URL: both must be set to serve the API (or use `analytics dev`)")
+    database_url, redis_url = settings.database_url, settings.redis_url
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        pool = async_pool(settings, database_url)
+        try:
+            await pool.open(wait=True, timeout=max(settings.db_wait, settings.db_timeout))
+        except Exception as exc:
+            await pool.close()
+            raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
+        client = aioredis.Redis.from_url(
+            redis_url, socket_timeout=settings.redis_timeout, socket_connect_timeout=settings.redis_timeout
+        )
+        try:
+            async with pool.connection() as conn:
+                engine = await detect_engine_async(conn)
+            log.info("storage engine: %s", engine)
+            await _warn_without_persistence(client)
+            app.state.resources = Resources(settings, pool, client, engine, plan(engine))
+            yield
+        finally:
+            await client.aclose()
+            await pool.close()
+
+    return Litestar(
+        route_handlers=[HealthController],
+        dependencies={"resources": Provide(provide_resources, sync_to_thread=False)},
+        lifespan=[lifespan],
+        exception_handlers=EXCEPTION_HANDLERS,
+        logging_config=None,  # the process's logging is configured once, by the `analytics` command
+        openapi_config=OpenAPIConfig(
+            title="Community analytics",
+            version=__version__,
+            description="Tracking, reports and CRUD for community, geo-restriction and system analytics.",
+            path="/docs",
+        ),
+    )
+
+
+def app_from_env() -> Litestar:
+    """Factory for ASGI servers (`uvicorn --factory service.app:app_from_env`): settings from the environment."""
+    return create_app(from_env())

@@ -1,0 +1,119 @@
+"""The `analytics` command: dev, serve, migrate, ingest, worker."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from service import __version__
+from service.db import DatabaseUnavailable, connect, detect_engine
+from service.localstack import StackError
+from service.migrations import MigrationError, migrate
+from service.settings import ENV_NAMES, ConfigError, Settings, from_env
+
+log = logging.getLogger("analytics")
+
+
+def _require(settings: Settings, *names: str) -> None:
+    missing = [n for n in names if getattr(settings, n) is None]
+    if missing:
+        variables = " and ".join(ENV_NAMES[n] for n in missing)
+        raise ConfigError(f"{variables}: must be set for this command (or use `analytics dev`)")
+
+
+def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
+    from service import dev
+
+    return dev.run(settings)
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    _require(settings, "database_url", "redis_url")
+    uvicorn.run(
+        "service.app:app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=settings.log_level.lower(),
+        proxy_headers=False,
+        server_header=False,
+    )
+    return 0
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    _require(settings, "database_url")
+    assert settings.database_url is not None
+    with connect(settings.database_url, wait=settings.db_wait) as conn:
+        engine = detect_engine(conn)
+        outcome = migrate(conn, engine)
+    if outcome.applied:
+        print(f"engine {engine}: applied {len(outcome.applied)} file(s):")
+        for name in outcome.applied:
+            print(f"  db/{name}")
+    else:
+        print(f"engine {engine}: schema is current, nothing to apply")
+    return 0
+
+
+def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
+    from service.ingest import worker
+
+    _require(settings, "database_url", "redis_url")
+    worker.run(settings)
+    return 0
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from service import tasks
+
+    _require(settings, "database_url", "redis_url")
+    tasks.run_worker(settings, workers=args.threads)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="analytics", description="Community analytics service.")
+    p.add_argument("--version", action="version", version=f"analytics {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("dev", help="run everything locally (embedded PostgreSQL and Redis unless URLs are set)")
+    sub.add_parser("serve", help="run the HTTP API")
+    sub.add_parser("migrate", help="apply pending migrations and the engine's rollup definitions")
+    sub.add_parser("ingest", help="run the ingest worker (stream -> raw tables)")
+    worker = sub.add_parser("worker", help="run the huey worker (periodic tasks)")
+    worker.add_argument("--threads", type=int, default=2, help="worker threads (default 2)")
+    return p
+
+
+COMMANDS = {
+    "dev": cmd_dev,
+    "serve": cmd_serve,
+    "migrate": cmd_migrate,
+    "ingest": cmd_ingest,
+    "worker": cmd_worker,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `analytics` console script; returns the exit code."""
+    args = parser().parse_args(argv)
+    try:
+        settings = from_env()
+    except ConfigError as exc:
+        print(f"analytics: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    try:
+        return COMMANDS[args.command](settings, args)
+    except ConfigError as exc:
+        print(f"analytics: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except (MigrationError, DatabaseUnavailable, StackError) as exc:
+        print(f"analytics: {exc}", file=sys.stderr)
+        return 1

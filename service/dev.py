@@ -1,0 +1,111 @@
+"""`analytics dev`: the whole stack on one machine, supervised.
+
+Without DATABASE_URL / REDIS_URL it starts PostgreSQL and Redis from the system's binaries in the data
+directory (kept between runs), migrates, then runs the API, the ingest worker and the huey worker as child
+processes. Ctrl-C or SIGTERM stops the apps first, then the servers; if any child exits on its own, the
+rest is stopped too and the command fails, naming it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+from service.db import connect, detect_engine
+from service.localstack import Child, PostgresServer, RedisServer, ensure_binaries
+from service.migrations import migrate
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+APPS = {
+    "api": ["serve"],
+    "ingest": ["ingest"],
+    "worker": ["worker"],
+}
+
+
+class _Stop(Exception):
+    """Raised from the signal handler to unwind start-up or the wait loop."""
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise _Stop(signal.Signals(signum).name)
+
+
+def run(settings: Settings) -> int:
+    """Start everything, wait for a signal or a dead child, stop everything; the exit code."""
+    data = Path(settings.data_dir).resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    servers: list[PostgresServer | RedisServer] = []
+    apps: list[Child] = []
+    previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        env = dict(os.environ)
+        if settings.database_url is None or settings.redis_url is None:
+            ensure_binaries()
+        if settings.database_url is None:
+            postgres = PostgresServer(data, settings.dev_postgres_port)
+            servers.append(postgres)
+            postgres.start()
+            env["DATABASE_URL"] = postgres.url()
+        if settings.redis_url is None:
+            redis_server = RedisServer(data, settings.dev_redis_port)
+            servers.append(redis_server)
+            redis_server.start()
+            env["REDIS_URL"] = redis_server.url
+        with connect(env["DATABASE_URL"], wait=settings.db_wait) as conn:
+            engine = detect_engine(conn)
+            outcome = migrate(conn, engine)
+        log.info("engine %s; migrations applied now: %s", engine, ", ".join(outcome.applied) or "none")
+        for name, args in APPS.items():
+            child = Child(data, name)
+            child.spawn([sys.executable, "-m", "service", *args], env=env, log_to_file=False)
+            apps.append(child)
+        _announce(settings, env, data)
+        return _watch([*apps, *servers])
+    except _Stop as stop:
+        log.info("%s received; stopping", stop)
+        return 0
+    finally:
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)  # a second Ctrl-C must not cut the shutdown short
+        for child in reversed(apps):
+            child.stop(timeout=15)
+        for server in reversed(servers):
+            server.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        log.info("stopped")
+
+
+def _watch(children: list[Child]) -> int:
+    while True:
+        for child in children:
+            assert child.process is not None
+            code = child.process.poll()
+            if code is not None:
+                log.error("%s exited with code %s; stopping the stack", child.name, code)
+                return 1
+        time.sleep(0.2)
+
+
+def _announce(settings: Settings, env: dict[str, str], data: Path) -> None:
+    base = f"http://{settings.host}:{settings.port}"
+    lines = [
+        "",
+        "analytics dev is running (Ctrl-C stops everything):",
+        f"  API          {base}",
+        f"  health       {base}/health   readiness {base}/ready",
+        f"  OpenAPI      {base}/docs",
+        f"  PostgreSQL   {env['DATABASE_URL']}",
+        f"  Redis        {env['REDIS_URL']}",
+        f"  data, logs   {data}",
+        "",
+    ]
+    print("\n".join(lines), flush=True)

@@ -1,0 +1,1 @@
+"""Tracking ingest: the stream consumer that moves accepted events into the raw tables."""

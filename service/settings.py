@@ -1,0 +1,192 @@
+"""Service configuration: one frozen Struct read from the environment (and an optional `.env`) at start-up."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+from dotenv import dotenv_values
+from msgspec import Meta
+
+
+class ConfigError(Exception):
+    """A setting is missing or has a wrong value; the message is one line naming the variable."""
+
+
+Port = Annotated[int, Meta(ge=1, le=65535)]
+FreePort = Annotated[int, Meta(ge=0, le=65535, description="0 picks a free port")]
+Days = Annotated[int, Meta(ge=1, le=36500)]
+Seconds = Annotated[float, Meta(gt=0, le=3600)]
+
+
+def _doc(text: str) -> Any:
+    return Meta(description=text)
+
+
+class Settings(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    forbid_unknown_fields=False,
+    rename={
+        "database_url": "DATABASE_URL",
+        "redis_url": "REDIS_URL",
+        "host": "ANALYTICS_HOST",
+        "port": "ANALYTICS_PORT",
+        "workers": "ANALYTICS_WORKERS",
+        "log_level": "ANALYTICS_LOG_LEVEL",
+        "data_dir": "ANALYTICS_DATA_DIR",
+        "dev_postgres_port": "ANALYTICS_DEV_POSTGRES_PORT",
+        "dev_redis_port": "ANALYTICS_DEV_REDIS_PORT",
+        "db_pool_min": "DATABASE_POOL_MIN",
+        "db_pool_max": "DATABASE_POOL_MAX",
+        "db_timeout": "DATABASE_TIMEOUT",
+        "db_wait": "DATABASE_WAIT",
+        "redis_timeout": "REDIS_TIMEOUT",
+        "jwt_algorithm": "JWT_ALGORITHM",
+        "jwt_secret": "JWT_SECRET",
+        "jwt_public_key_file": "JWT_PUBLIC_KEY_FILE",
+        "jwt_audience": "JWT_AUDIENCE",
+        "jwt_issuer": "JWT_ISSUER",
+        "jwt_leeway": "JWT_LEEWAY",
+        "geoip_database": "GEOIP_DATABASE",
+        "retention_raw_days": "RETENTION_RAW_DAYS",
+        "retention_rollup_days": "RETENTION_ROLLUP_DAYS",
+        "retention_resolved_errors_days": "RETENTION_RESOLVED_ERRORS_DAYS",
+        "metrics_token": "METRICS_TOKEN",
+    },
+):
+    """Every setting of the service; field docs become the README's configuration table."""
+
+    database_url: Annotated[
+        str | None, _doc("PostgreSQL URL. Unset: `analytics dev` starts its own server in the data directory")
+    ] = None
+    redis_url: Annotated[
+        str | None, _doc("Redis URL. Unset: `analytics dev` starts its own server in the data directory")
+    ] = None
+    host: Annotated[str, _doc("Address the API listens on")] = "127.0.0.1"
+    port: Annotated[Port, _doc("Port the API listens on")] = 8000
+    workers: Annotated[int, Meta(ge=1, le=64, description="API worker processes")] = 1
+    log_level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], _doc("Log level")] = "INFO"
+    data_dir: Annotated[str, _doc("Directory of the embedded PostgreSQL and Redis (`analytics dev`)")] = ".analytics"
+    dev_postgres_port: Annotated[FreePort, _doc("Port of the embedded PostgreSQL; 0 picks a free one")] = 0
+    dev_redis_port: Annotated[FreePort, _doc("Port of the embedded Redis; 0 picks a free one")] = 0
+    db_pool_min: Annotated[int, Meta(ge=0, le=1000, description="Connections kept open per process")] = 1
+    db_pool_max: Annotated[int, Meta(ge=1, le=1000, description="Most connections per process")] = 10
+    db_timeout: Annotated[Seconds, _doc("Seconds to wait for a pooled connection before failing")] = 5.0
+    db_wait: Annotated[
+        Annotated[float, Meta(ge=0, le=3600)], _doc("Seconds to wait at start-up for PostgreSQL to accept connections")
+    ] = 30.0
+    redis_timeout: Annotated[Seconds, _doc("Seconds to wait for Redis to connect or answer")] = 2.0
+    jwt_algorithm: Annotated[Literal["HS256", "RS256"], _doc("JWT signature algorithm")] = "HS256"
+    jwt_secret: Annotated[str | None, _doc("HS256 shared secret (at least 32 characters)")] = None
+    jwt_public_key_file: Annotated[str | None, _doc("RS256: path of the issuer's PEM public key")] = None
+    jwt_audience: Annotated[str | None, _doc("Expected `aud` claim; unset: not checked")] = None
+    jwt_issuer: Annotated[str | None, _doc("Expected `iss` claim; unset: not checked")] = None
+    jwt_leeway: Annotated[
+        Annotated[float, Meta(ge=0, le=600)], _doc("Seconds of clock skew tolerated on `exp`/`nbf`")
+    ] = 30.0
+    geoip_database: Annotated[str | None, _doc("Path of a MaxMind-format (.mmdb) city database")] = None
+    retention_raw_days: Annotated[Days, _doc("Days raw events and metrics are kept")] = 90
+    retention_rollup_days: Annotated[Days, _doc("Days hourly and daily rollups are kept")] = 730
+    retention_resolved_errors_days: Annotated[Days, _doc("Days resolved error logs are kept")] = 30
+    metrics_token: Annotated[str | None, _doc("Bearer token required on `/metrics`; unset: open")] = None
+
+    def __post_init__(self) -> None:
+        _check_url("DATABASE_URL", self.database_url, ("postgresql", "postgres"))
+        _check_url("REDIS_URL", self.redis_url, ("redis", "rediss", "unix"))
+        if self.db_pool_min > self.db_pool_max:
+            raise ValueError(f"DATABASE_POOL_MIN: expected at most DATABASE_POOL_MAX ({self.db_pool_max})")
+        if self.jwt_secret is not None and len(self.jwt_secret) < 32:
+            raise ValueError("JWT_SECRET: expected at least 32 characters")
+        if self.jwt_algorithm == "RS256" and self.jwt_public_key_file is None:
+            raise ValueError("JWT_PUBLIC_KEY_FILE: expected a PEM public key file when JWT_ALGORITHM is RS256")
+        for var, path in (("JWT_PUBLIC_KEY_FILE", self.jwt_public_key_file), ("GEOIP_DATABASE", self.geoip_database)):
+            if path is not None and not Path(path).is_file():
+                raise ValueError(f"{var}: expected an existing file, {path!r} is not one")
+
+
+ENV_NAMES: dict[str, str] = dict(zip(Settings.__struct_fields__, Settings.__struct_encode_fields__, strict=True))
+"""Field name -> environment variable, e.g. "port" -> "ANALYTICS_PORT"."""
+
+
+def _check_url(var: str, url: str | None, schemes: tuple[str, ...]) -> None:
+    if url is None:
+        return
+    scheme = url.partition("://")[0]
+    if "://" not in url or scheme not in schemes:
+        expected = " or ".join(f"{s}://" for s in schemes)
+        raise ValueError(f"{var}: expected a URL starting with {expected}")
+
+
+_PATH = re.compile(r" - at `\$\.(\w+)`$")
+
+
+def from_env(environ: Mapping[str, str] | None = None, dotenv: str | Path | None = ".env") -> Settings:
+    """Read settings from `environ` (default: the process environment) over the values of a `.env` file."""
+    values: dict[str, str] = {}
+    if dotenv is not None and Path(dotenv).is_file():
+        values.update({k: v for k, v in dotenv_values(dotenv).items() if v is not None})
+    values.update(os.environ if environ is None else environ)
+    known = set(ENV_NAMES.values())
+    raw = {k: v for k, v in values.items() if k in known and v != ""}
+    try:
+        return msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(_one_line(str(exc), raw)) from None
+
+
+def _one_line(message: str, raw: Mapping[str, str]) -> str:
+    """Name the variable, what it expects and what it got, on one line."""
+    match = _PATH.search(message)
+    if match is None:
+        # Raised from __post_init__: the message already starts with the variable name.
+        return message.removesuffix(" - at `$`")
+    var = match.group(1)
+    return f"{var}: expected {_expected(_fields()[var].type)} (got {raw.get(var, '')!r})"
+
+
+def _fields() -> dict[str, msgspec.inspect.Field]:
+    info = msgspec.inspect.type_info(Settings)
+    assert isinstance(info, msgspec.inspect.StructType)
+    return {field.encode_name: field for field in info.fields}
+
+
+def _expected(t: msgspec.inspect.Type) -> str:
+    """Say in words what a field accepts, e.g. `an integer between 1 and 65535`."""
+    if isinstance(t, msgspec.inspect.Metadata):
+        return _expected(t.type)
+    if isinstance(t, msgspec.inspect.UnionType):
+        return " or ".join(_expected(x) for x in t.types if not isinstance(x, msgspec.inspect.NoneType))
+    if isinstance(t, msgspec.inspect.LiteralType):
+        return "one of " + ", ".join(map(str, t.values))
+    if isinstance(t, msgspec.inspect.IntType | msgspec.inspect.FloatType):
+        kind = "an integer" if isinstance(t, msgspec.inspect.IntType) else "a number"
+        low = t.ge if t.ge is not None else t.gt
+        high = t.le if t.le is not None else t.lt
+        if low is not None and high is not None:
+            return f"{kind} between {low} and {high}"
+        return kind
+    return "a string"
+
+
+def settings_table() -> str:
+    """The README's configuration table, generated from the field declarations."""
+    rows = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
+    for field in _fields().values():
+        default = "" if field.default in (msgspec.NODEFAULT, None) else f"`{field.default}`"
+        rows.append(f"| `{field.encode_name}` | {default} | {_description(field.type)} |")
+    return "\n".join(rows)
+
+
+def _description(t: msgspec.inspect.Type) -> str:
+    if isinstance(t, msgspec.inspect.Metadata):
+        extra = t.extra_json_schema or {}
+        return str(extra.get("description") or _description(t.type))
+    if isinstance(t, msgspec.inspect.UnionType):
+        return next((d for d in map(_description, t.types) if d), "")
+    return ""
