@@ -10,11 +10,15 @@ import redis.asyncio as aioredis
 from litestar import Litestar
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
+from redis.exceptions import RedisError
 
 from service import __version__
 from service.db import DatabaseUnavailable, async_pool, detect_engine_async
 from service.errors import EXCEPTION_HANDLERS
 from service.health import HealthController
+from service.ingest.api import CommunityTrackController, EventsController, GeoTrackController
+from service.ingest.geoip import GeoResolver
+from service.live import LiveWriter, ensure_group
 from service.migrations import plan
 from service.resources import Resources, provide_resources
 from service.settings import ConfigError, Settings, from_env
@@ -53,19 +57,30 @@ def create_app(settings: Settings) -> Litestar:
         client = aioredis.Redis.from_url(
             redis_url, socket_timeout=settings.redis_timeout, socket_connect_timeout=settings.redis_timeout
         )
+        geoip = GeoResolver(settings.geoip_database) if settings.geoip_database else None
         try:
             async with pool.connection() as conn:
                 engine = await detect_engine_async(conn)
             log.info("storage engine: %s", engine)
-            await _warn_without_persistence(client)
-            app.state.resources = Resources(settings, pool, client, engine, plan(engine))
+            live = LiveWriter(client, settings.ingest_max_backlog)
+            try:
+                await _warn_without_persistence(client)
+                await ensure_group(client)
+            except RedisError as exc:  # tracking answers 503 until Redis is back; the API still starts
+                log.warning("Redis is unreachable at start-up: %s", exc)
+            app.state.resources = Resources(
+                settings, pool, client, engine, plan(engine), live, geoip, settings.proxy_networks()
+            )
             yield
         finally:
+            if geoip:
+                geoip.close()
             await client.aclose()
             await pool.close()
 
     return Litestar(
-        route_handlers=[HealthController],
+        route_handlers=[HealthController, CommunityTrackController, GeoTrackController, EventsController],
+        request_max_body_size=settings.track_max_body_bytes,
         dependencies={"resources": Provide(provide_resources, sync_to_thread=False)},
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,

@@ -3,18 +3,82 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
+import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
-from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.status_codes import (
+    HTTP_400_BAD_REQUEST,
+    HTTP_500_INTERNAL_SERVER_ERROR,
+    HTTP_503_SERVICE_UNAVAILABLE,
+)
 from litestar.types import ExceptionHandlersMap
 
 log = logging.getLogger(__name__)
 
 
+class FieldError(msgspec.Struct):
+    """One problem with the input: the field (a dotted path, `[i]` for list items) and what is wrong."""
+
+    field: str
+    message: str
+
+
+class InvalidInput(Exception):
+    """The request's input is wrong; answered 400 with every problem found."""
+
+    def __init__(self, errors: list[FieldError], detail: str = "Invalid input") -> None:
+        super().__init__(detail)
+        self.errors = errors
+        self.detail = detail
+
+
+class Unavailable(Exception):
+    """A dependency cannot take the request right now; answered 503 with Retry-After."""
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.retry_after = retry_after
+
+
+_AT = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_FIELD_IN_MESSAGE = re.compile(r"^Object (?:missing required|contains unknown) field `(?P<name>[^`]+)`$")
+
+
+def field_error(exc: msgspec.ValidationError, prefix: str = "") -> FieldError:
+    """msgspec's `Expected int, got str - at $.a.b` as FieldError(field="a.b", message="Expected int, got str")."""
+    match = _AT.match(str(exc))
+    assert match is not None
+    message, path = match["message"], (match["path"] or "").lstrip(".")
+    named = _FIELD_IN_MESSAGE.match(message)
+    if named:  # the field is named in the message, the path is that of the object holding it
+        path = f"{path}.{named['name']}" if path else named["name"]
+        message = "required field is missing" if "missing" in message else "unknown field"
+    field = f"{prefix}.{path}" if prefix and path and not path.startswith("[") else f"{prefix}{path}"
+    return FieldError(field=field or "body", message=message)
+
+
+def _body(status_code: int, detail: str, **extra: object) -> dict[str, object]:
+    return {"status_code": status_code, "detail": detail, **extra}
+
+
+def _invalid_input(request: Request[Any, Any, Any], exc: InvalidInput) -> Response[dict[str, object]]:
+    return Response(_body(HTTP_400_BAD_REQUEST, exc.detail, errors=exc.errors), status_code=HTTP_400_BAD_REQUEST)
+
+
+def _unavailable(request: Request[Any, Any, Any], exc: Unavailable) -> Response[dict[str, object]]:
+    return Response(
+        _body(HTTP_503_SERVICE_UNAVAILABLE, exc.detail),
+        status_code=HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": str(exc.retry_after)},
+    )
+
+
 def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, object]]:
-    body: dict[str, object] = {"status_code": exc.status_code, "detail": exc.detail}
+    body = _body(exc.status_code, exc.detail)
     if exc.extra:
         body["extra"] = exc.extra
     return Response(body, status_code=exc.status_code, headers=exc.headers)
@@ -23,12 +87,13 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
 def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, object]]:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return Response(
-        {"status_code": HTTP_500_INTERNAL_SERVER_ERROR, "detail": "Internal server error"},
-        status_code=HTTP_500_INTERNAL_SERVER_ERROR,
+        _body(HTTP_500_INTERNAL_SERVER_ERROR, "Internal server error"), status_code=HTTP_500_INTERNAL_SERVER_ERROR
     )
 
 
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    InvalidInput: _invalid_input,
+    Unavailable: _unavailable,
     HTTPException: _http_error,
     Exception: _internal_error,
 }

@@ -2,26 +2,45 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import redis.asyncio as aioredis
 from litestar.datastructures import State
 from psycopg_pool import AsyncConnectionPool
 
 from service.db import Engine
+from service.ingest.geoip import GeoResolver, Network
+from service.live import LiveWriter
 from service.migrations import SqlFile
 from service.settings import Settings
 
 
-@dataclass(frozen=True)
 class Resources:
-    """What one API process holds open: opened in the lifespan, handed to handlers by `provide_resources`."""
+    """What one API process holds open: opened in the lifespan, handed to handlers by `provide_resources`.
 
-    settings: Settings
-    pool: AsyncConnectionPool
-    redis: aioredis.Redis
-    engine: Engine
-    schema: list[SqlFile]  # the migrations and rollups this engine should have applied
+    A plain class on purpose: Litestar validates dependency values against their annotation, and a plain
+    class costs an isinstance check where a dataclass would be converted field by field on every request.
+    """
+
+    __slots__ = ("engine", "geoip", "live", "pool", "proxies", "redis", "schema", "settings")
+
+    def __init__(
+        self,
+        settings: Settings,
+        pool: AsyncConnectionPool,
+        redis: aioredis.Redis,
+        engine: Engine,
+        schema: list[SqlFile],
+        live: LiveWriter,
+        geoip: GeoResolver | None,
+        proxies: list[Network],
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.redis = redis
+        self.engine = engine
+        self.schema = schema  # the migrations and rollups this engine should have applied
+        self.live = live
+        self.geoip = geoip
+        self.proxies = proxies  # TRUSTED_PROXIES, parsed once
 
 
 def provide_resources(state: State) -> Resources:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -58,6 +59,16 @@ class Settings(
         "retention_rollup_days": "RETENTION_ROLLUP_DAYS",
         "retention_resolved_errors_days": "RETENTION_RESOLVED_ERRORS_DAYS",
         "metrics_token": "METRICS_TOKEN",
+        "track_max_batch": "TRACK_MAX_BATCH",
+        "track_max_body_bytes": "TRACK_MAX_BODY_BYTES",
+        "track_max_age": "TRACK_MAX_AGE",
+        "track_max_future": "TRACK_MAX_FUTURE",
+        "trusted_proxies": "TRUSTED_PROXIES",
+        "geo_bypass_window": "GEO_BYPASS_WINDOW",
+        "ingest_max_backlog": "INGEST_MAX_BACKLOG",
+        "ingest_batch_size": "INGEST_BATCH_SIZE",
+        "ingest_claim_idle": "INGEST_CLAIM_IDLE",
+        "ingest_consumer": "INGEST_CONSUMER",
     },
 ):
     """Every setting of the service; field docs become the README's configuration table."""
@@ -95,6 +106,38 @@ class Settings(
     retention_rollup_days: Annotated[Days, _doc("Days hourly and daily rollups are kept")] = 730
     retention_resolved_errors_days: Annotated[Days, _doc("Days resolved error logs are kept")] = 30
     metrics_token: Annotated[str | None, _doc("Bearer token required on `/metrics`; unset: open")] = None
+    track_max_batch: Annotated[int, Meta(ge=1, le=10000, description="Most events in one batch tracking request")] = 500
+    track_max_body_bytes: Annotated[
+        int, Meta(ge=1024, le=64 * 1024 * 1024, description="Largest tracking request body, in bytes")
+    ] = 1024 * 1024
+    track_max_age: Annotated[
+        int, Meta(ge=0, le=366 * 86400, description="Oldest client `timestamp` accepted, in seconds before now")
+    ] = 7 * 86400
+    track_max_future: Annotated[
+        int, Meta(ge=0, le=3600, description="Furthest client `timestamp` accepted, in seconds after now")
+    ] = 300
+    trusted_proxies: Annotated[
+        str, _doc("Comma-separated addresses or CIDR ranges whose X-Forwarded-For is believed; empty: none")
+    ] = ""
+    geo_bypass_window: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=30 * 86400,
+            description="Seconds after a block in which an allowed access from another "
+            "country of the same user and community counts as a restriction bypass",
+        ),
+    ] = 3600
+    ingest_max_backlog: Annotated[
+        int, Meta(ge=1, description="Stream entries waiting for the ingest worker above which tracking answers 503")
+    ] = 1_000_000
+    ingest_batch_size: Annotated[int, Meta(ge=1, le=100_000, description="Stream entries read per ingest batch")] = 1000
+    ingest_claim_idle: Annotated[
+        float, Meta(gt=0, le=86400, description="Seconds an entry stays pending before another consumer takes it over")
+    ] = 60.0
+    ingest_consumer: Annotated[
+        str | None, _doc("Consumer name of this ingest worker in the group; unset: the host name")
+    ] = None
 
     def __post_init__(self) -> None:
         _check_url("DATABASE_URL", self.database_url, ("postgresql", "postgres"))
@@ -105,9 +148,19 @@ class Settings(
             raise ValueError("JWT_SECRET: expected at least 32 characters")
         if self.jwt_algorithm == "RS256" and self.jwt_public_key_file is None:
             raise ValueError("JWT_PUBLIC_KEY_FILE: expected a PEM public key file when JWT_ALGORITHM is RS256")
+        try:
+            self.proxy_networks()
+        except ValueError as exc:
+            raise ValueError(
+                f"TRUSTED_PROXIES: expected addresses or CIDR ranges separated by commas ({exc})"
+            ) from None
         for var, path in (("JWT_PUBLIC_KEY_FILE", self.jwt_public_key_file), ("GEOIP_DATABASE", self.geoip_database)):
             if path is not None and not Path(path).is_file():
                 raise ValueError(f"{var}: expected an existing file, {path!r} is not one")
+
+    def proxy_networks(self) -> list[IPv4Network | IPv6Network]:
+        """TRUSTED_PROXIES parsed."""
+        return [ip_network(part.strip(), strict=False) for part in self.trusted_proxies.split(",") if part.strip()]
 
 
 ENV_NAMES: dict[str, str] = dict(zip(Settings.__struct_fields__, Settings.__struct_encode_fields__, strict=True))

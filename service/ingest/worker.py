@@ -1,34 +1,220 @@
-"""`analytics ingest`: the ingest worker process.
+"""`analytics ingest`: the consumer-group worker that moves accepted events from the stream into the tables.
 
-The consumer-group worker (XREADGROUP -> COPY -> ack) is built by the tracking-ingest issue. Until then this
-process only proves its place in the supervision tree: it starts, checks its servers, logs, and stops on
-SIGTERM / SIGINT.
+Guarantees: an entry is acknowledged only after the transaction holding its row committed, so a crash at
+any point leaves it pending; pending entries are re-read on restart (same consumer name) or taken over by
+another consumer after INGEST_CLAIM_IDLE seconds (XAUTOCLAIM); a redelivered event is stored once (the
+writer skips duplicates). While PostgreSQL is down the worker retries with backoff and the stream absorbs
+the backlog. Entries that can never be stored (undecodable, or refused by a constraint) are moved to a
+dead-letter stream with the reason, so one bad entry cannot stall the rest.
 """
 
 from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
+import time
+from collections.abc import Sequence
+from typing import Any
 
+import msgspec
+import psycopg
 import redis
+from psycopg_pool import ConnectionPool, PoolTimeout
 
+from service.db import sync_pool
+from service.ingest.schemas import ActivityRecord, GeoRecord
+from service.ingest.writer import write_batch
+from service.live import DEAD_LETTERS, GROUP, KIND_ACTIVITY, KIND_GEO, STREAM
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
+Entry = tuple[bytes, dict[bytes, bytes]]
+_activity = msgspec.msgpack.Decoder(ActivityRecord)
+_geo = msgspec.msgpack.Decoder(GeoRecord)
+MAX_BACKOFF = 30.0
+
+
+class IngestWorker:
+    """One consumer of the `ingest` group; `run()` until `stop` is set, or `step()` for one batch."""
+
+    def __init__(
+        self, settings: Settings, pool: ConnectionPool, client: redis.Redis, consumer: str, stop: threading.Event
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.client = client
+        self.consumer = consumer
+        self.stop = stop
+        self.batch_size = settings.ingest_batch_size
+        self._claim_cursor = "0-0"
+        self._last_claim = 0.0
+        self._last_trim = 0.0
+        self.ingested = 0  # events written (duplicates included) since start
+
+    def run(self) -> None:
+        self._retry_redis(self.ensure_group)
+        log.info("ingest worker %r consuming %s (group %s)", self.consumer, STREAM, GROUP)
+        while not self.stop.is_set():
+            self._retry_redis(self.step)
+        log.info("ingest worker %r stopped after %d events", self.consumer, self.ingested)
+
+    def ensure_group(self) -> None:
+        try:
+            self.client.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def step(self, block_ms: int = 1000) -> int:
+        """Process one batch: this consumer's own pending entries first, then stale ones of others, then new
+        ones (waiting up to `block_ms`). Returns how many entries were handled."""
+        entries = self._read("0", block_ms=None)  # left pending by a previous life of this consumer
+        if not entries and time.monotonic() - self._last_claim > self.settings.ingest_claim_idle / 2:
+            entries = self._claim()
+        if not entries:
+            entries = self._read(">", block_ms=block_ms)
+        if entries:
+            self._process(entries)
+        if time.monotonic() - self._last_trim > 1.0:
+            self._trim()
+        return len(entries)
+
+    def _read(self, start: str, block_ms: int | None) -> list[Entry]:
+        answer: Any = self.client.xreadgroup(
+            GROUP, self.consumer, {STREAM: start}, count=self.batch_size, block=block_ms
+        )
+        if not answer:
+            return []
+        entries: list[Entry] = answer[0][1]
+        return [(entry_id, fields) for entry_id, fields in entries if fields]
+
+    def _claim(self) -> list[Entry]:
+        self._last_claim = time.monotonic()
+        idle_ms = int(self.settings.ingest_claim_idle * 1000)
+        answer: Any = self.client.xautoclaim(
+            STREAM, GROUP, self.consumer, min_idle_time=idle_ms, start_id=self._claim_cursor, count=self.batch_size
+        )
+        cursor, entries = answer[0], answer[1]
+        self._claim_cursor = cursor.decode() if isinstance(cursor, bytes) else str(cursor)
+        claimed = [(entry_id, fields) for entry_id, fields in entries if fields]
+        if claimed:
+            log.info("took over %d entries left pending by another consumer", len(claimed))
+        return claimed
+
+    def _process(self, entries: list[Entry]) -> None:
+        activities: list[ActivityRecord] = []
+        geos: list[GeoRecord] = []
+        activity_entries: list[Entry] = []
+        geo_entries: list[Entry] = []
+        dead: list[tuple[Entry, str]] = []
+        for entry in entries:
+            fields = entry[1]
+            try:
+                kind, value = fields[b"k"], fields[b"v"]
+                if kind == KIND_ACTIVITY:
+                    activities.append(_activity.decode(value))
+                    activity_entries.append(entry)
+                elif kind == KIND_GEO:
+                    geos.append(_geo.decode(value))
+                    geo_entries.append(entry)
+                else:
+                    dead.append((entry, f"unknown kind {kind!r}"))
+            except (KeyError, msgspec.DecodeError) as exc:
+                dead.append((entry, f"undecodable: {exc}"))
+        refused = self._store(activities, geos)
+        if refused is None:
+            return  # stopping while the database is unreachable: leave everything pending
+        stored_entries = activity_entries + geo_entries  # the order _store() indexes records in
+        dead += [(stored_entries[i], reason) for i, reason in refused]
+        pipe = self.client.pipeline(transaction=True)
+        for entry, reason in dead:
+            letter: dict[Any, Any] = {**entry[1], b"error": reason.encode(), b"id": entry[0]}
+            pipe.xadd(DEAD_LETTERS, letter)
+        pipe.xack(STREAM, GROUP, *[entry_id for entry_id, _ in entries])
+        pipe.execute()
+        if dead:
+            log.error("moved %d entries to %s; first: %s", len(dead), DEAD_LETTERS, dead[0][1])
+        self.ingested += len(activities) + len(geos) - len(refused)
+
+    def _store(self, activities: list[ActivityRecord], geos: list[GeoRecord]) -> list[tuple[int, str]] | None:
+        """Write the batch, retrying while the database is unreachable. Returns the (index, reason) of
+        records the database refuses for good (index into activities + geos), or None when stopped."""
+        delay = 0.5
+        while True:
+            try:
+                with self.pool.connection() as conn:
+                    try:
+                        write_batch(conn, activities, geos, self.settings.geo_bypass_window)
+                        return []
+                    except (psycopg.IntegrityError, psycopg.DataError):
+                        return self._store_one_by_one(conn, activities, geos)
+            except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
+                if self.stop.is_set():
+                    return None
+                log.warning("cannot write to PostgreSQL (%s); retrying in %.1fs", _first_line(exc), delay)
+                self.stop.wait(delay)
+                delay = min(delay * 2, MAX_BACKOFF)
+
+    def _store_one_by_one(
+        self, conn: psycopg.Connection[Any], activities: Sequence[ActivityRecord], geos: Sequence[GeoRecord]
+    ) -> list[tuple[int, str]]:
+        refused = []
+        records: list[ActivityRecord | GeoRecord] = [*activities, *geos]
+        for index, record in enumerate(records):
+            try:
+                if isinstance(record, ActivityRecord):
+                    write_batch(conn, [record], [], self.settings.geo_bypass_window)
+                else:
+                    write_batch(conn, [], [record], self.settings.geo_bypass_window)
+            except (psycopg.IntegrityError, psycopg.DataError) as exc:
+                refused.append((index, _first_line(exc)))
+        return refused
+
+    def _trim(self) -> None:
+        """Drop acknowledged entries, so that the stream's length is the backlog the API checks."""
+        self._last_trim = time.monotonic()
+        summary: Any = self.client.xpending(STREAM, GROUP)
+        if summary["pending"]:
+            floor = summary["min"]
+        else:
+            groups: Any = self.client.xinfo_groups(STREAM)
+            floor = next((g["last-delivered-id"] for g in groups if g["name"] in (GROUP, GROUP.encode())), None)
+        if floor:
+            self.client.xtrim(STREAM, minid=floor, approximate=True)
+
+    def _retry_redis(self, action: Any) -> None:
+        delay = 0.5
+        while not self.stop.is_set():
+            try:
+                action()
+                return
+            except redis.ConnectionError as exc:
+                log.warning("cannot reach Redis (%s); retrying in %.1fs", exc, delay)
+                self.stop.wait(delay)
+                delay = min(delay * 2, MAX_BACKOFF)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
 
 def run(settings: Settings) -> None:
-    """Wait for a stop signal; the stream consumer replaces this body."""
+    """Run one worker until SIGTERM / SIGINT; the batch in hand is finished (or left pending) first."""
+    assert settings.database_url is not None and settings.redis_url is not None
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    assert settings.redis_url is not None
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=settings.redis_timeout)
+    client = redis.Redis.from_url(
+        settings.redis_url, socket_connect_timeout=settings.redis_timeout, socket_timeout=settings.redis_timeout + 5
+    )
+    pool = sync_pool(settings, settings.database_url)
+    pool.open(wait=False)
     try:
-        client.ping()
+        IngestWorker(settings, pool, client, settings.ingest_consumer or socket.gethostname(), stop).run()
     finally:
+        pool.close()
         client.close()
-    log.warning("ingest worker: no stream consumer yet (tracking ingest is not built); idling until stopped")
-    stop.wait()
-    log.info("ingest worker stopped")

@@ -1,0 +1,200 @@
+"""Tracking endpoints: validate, write the live state and the stream in one Redis round trip, answer 202.
+
+PostgreSQL is never touched here: the ingest worker moves accepted events from the stream into the tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar
+from uuid import UUID
+
+import msgspec
+import redis.exceptions
+from litestar import Controller, Request, post
+from litestar.di import NamedDependency
+from litestar.status_codes import HTTP_202_ACCEPTED
+
+from service.errors import FieldError, InvalidInput, Unavailable, field_error
+from service.ingest.geoip import client_address
+from service.ingest.records import activity_record, geo_record
+from service.ingest.schemas import (
+    Accepted,
+    ActivityRecord,
+    BatchAccepted,
+    GeoRecord,
+    ItemResult,
+    PlatformEvent,
+    TrackActivity,
+    TrackGeo,
+)
+from service.live import Backlogged
+from service.openapi import json_body
+from service.resources import Resources
+
+
+class HasEventId(Protocol):
+    event_id: UUID | None
+
+
+T = TypeVar("T", TrackActivity, TrackGeo, PlatformEvent)
+D = TypeVar("D")
+R = TypeVar("R", ActivityRecord, GeoRecord)
+AnyRequest = Request[Any, Any, Any]
+
+
+def _decode(body: bytes, body_type: type[D], prefix: str = "") -> D:
+    try:
+        return msgspec.json.decode(body, type=body_type)
+    except msgspec.ValidationError as exc:
+        raise InvalidInput([field_error(exc, prefix)]) from None
+    except msgspec.DecodeError as exc:
+        raise InvalidInput([FieldError(prefix or "body", f"malformed JSON: {exc}")]) from None
+
+
+def _client_ids(items: Sequence[HasEventId]) -> set[UUID]:
+    return {item.event_id for item in items if item.event_id is not None}
+
+
+async def _write(resources: Resources, records: list[ActivityRecord] | list[GeoRecord], client_ids: set[UUID]) -> None:
+    try:
+        await resources.live.write(records, client_ids)
+    except Backlogged as exc:
+        raise Unavailable(f"Ingest is behind ({exc}); retry later", retry_after=30) from None
+    except redis.exceptions.RedisError as exc:
+        raise Unavailable(
+            f"The live store (Redis) is unavailable ({type(exc).__name__}); nothing was accepted, retry later",
+            retry_after=5,
+        ) from None
+
+
+async def _track_one(request: AnyRequest, body_type: type[T], make: Callable[[T], R], resources: Resources) -> R:
+    item = _decode(await request.body(), body_type)
+    record = make(item)
+    await _write(resources, [record], _client_ids([item]))
+    return record
+
+
+async def _track_many(
+    request: AnyRequest, body_type: type[T], make: Callable[[T], R], resources: Resources
+) -> BatchAccepted:
+    """Each item on its own: bad ones are reported, good ones accepted; answered 400 only if none is good."""
+    items = _decode(await request.body(), list[msgspec.Raw])
+    limit = resources.settings.track_max_batch
+    if not 1 <= len(items) <= limit:
+        raise InvalidInput([FieldError("body", f"expected a list of 1 to {limit} events, got {len(items)}")])
+    results: list[ItemResult] = []
+    records: list[R] = []
+    accepted: list[T] = []
+    for index, raw in enumerate(items):
+        try:
+            item = _decode(raw, body_type, prefix=f"[{index}]")
+            record = make(item)
+        except InvalidInput as exc:
+            errors = [FieldError(_prefixed(index, e.field), e.message) for e in exc.errors]
+            results.append(ItemResult(index=index, status="rejected", errors=errors))
+            continue
+        records.append(record)
+        accepted.append(item)
+        results.append(ItemResult(index=index, status="accepted", event_id=record.event_id))
+    if not records:
+        raise InvalidInput([e for r in results for e in r.errors or []], detail="No event in the batch was accepted")
+    await _write(resources, records, _client_ids(accepted))
+    return BatchAccepted(accepted=len(records), rejected=len(items) - len(records), results=results)
+
+
+def _prefixed(index: int, field: str) -> str:
+    prefix = f"[{index}]"
+    if field.startswith(prefix):
+        return field
+    return f"{prefix}.{field}" if field != "body" else prefix
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _geo_maker(request: AnyRequest, resources: Resources) -> Callable[[TrackGeo], GeoRecord]:
+    now = _now()
+    peer = request.client.host if request.client else None
+    client = client_address(peer, request.headers.get("x-forwarded-for"), resources.proxies)
+    resolve = resources.geoip.lookup if resources.geoip else None
+    return lambda item: geo_record(item, now, resources.settings, resolve, client)
+
+
+class CommunityTrackController(Controller):
+    """Community activity: views, joins, posts, likes, messages, sessions."""
+
+    path = "/api/community-analytics"
+    tags = ["tracking"]  # noqa: RUF012 - Litestar reads it as a plain class attribute
+
+    @post(
+        "/track/",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Track one community activity event",
+        operation_class=json_body(TrackActivity, "One activity event"),
+    )
+    async def track(self, request: AnyRequest, resources: NamedDependency[Resources]) -> Accepted:
+        now = _now()
+        record = await _track_one(
+            request, TrackActivity, lambda item: activity_record(item, now, resources.settings), resources
+        )
+        return Accepted(status="accepted", event_id=record.event_id)
+
+    @post(
+        "/track/batch/",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Track a list of community activity events, each accepted or rejected on its own",
+        operation_class=json_body(list[TrackActivity], "Activity events"),
+    )
+    async def track_batch(self, request: AnyRequest, resources: NamedDependency[Resources]) -> BatchAccepted:
+        now = _now()
+        return await _track_many(
+            request, TrackActivity, lambda item: activity_record(item, now, resources.settings), resources
+        )
+
+
+class GeoTrackController(Controller):
+    """Geo-restriction access decisions."""
+
+    path = "/api/geo-analytics"
+    tags = ["tracking"]  # noqa: RUF012 - Litestar reads it as a plain class attribute
+
+    @post(
+        "/track/",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Track one geo-restriction access decision",
+        operation_class=json_body(TrackGeo, "One access decision; `location`, or `ip`, or neither (client address)"),
+    )
+    async def track(self, request: AnyRequest, resources: NamedDependency[Resources]) -> Accepted:
+        record = await _track_one(request, TrackGeo, _geo_maker(request, resources), resources)
+        return Accepted(status="accepted", event_id=record.event_id)
+
+    @post(
+        "/track/batch/",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Track a list of geo-restriction access decisions, each accepted or rejected on its own",
+        operation_class=json_body(list[TrackGeo], "Access decisions"),
+    )
+    async def track_batch(self, request: AnyRequest, resources: NamedDependency[Resources]) -> BatchAccepted:
+        return await _track_many(request, TrackGeo, _geo_maker(request, resources), resources)
+
+
+class EventsController(Controller):
+    """Platform-level activity (registrations, page views, content, follows, sessions, recommendations)."""
+
+    path = "/api/events"
+    tags = ["tracking"]  # noqa: RUF012 - Litestar reads it as a plain class attribute
+
+    @post(
+        "/",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Track a list of platform-level events, each accepted or rejected on its own",
+        operation_class=json_body(list[PlatformEvent], "Platform events"),
+    )
+    async def track(self, request: AnyRequest, resources: NamedDependency[Resources]) -> BatchAccepted:
+        now = _now()
+        return await _track_many(
+            request, PlatformEvent, lambda item: activity_record(item, now, resources.settings), resources
+        )

@@ -1,0 +1,98 @@
+"""From a validated request item to the record that is stored: defaults, time window, location."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from ipaddress import IPv4Address, IPv6Address, ip_address
+from uuid import UUID, uuid4
+
+from service.errors import FieldError, InvalidInput
+from service.ingest.geoip import Place
+from service.ingest.schemas import ActivityRecord, GeoRecord, PlatformEvent, TrackActivity, TrackGeo
+from service.settings import Settings
+
+Address = IPv4Address | IPv6Address
+MAX_DURATION = 7 * 86400.0  # seconds; longer "durations" are client bugs
+
+
+def _time(timestamp: datetime | None, now: datetime, settings: Settings) -> datetime:
+    if timestamp is None:
+        return now
+    if timestamp < now - timedelta(seconds=settings.track_max_age):
+        raise InvalidInput([FieldError("timestamp", f"more than {settings.track_max_age} seconds in the past")])
+    if timestamp > now + timedelta(seconds=settings.track_max_future):
+        raise InvalidInput([FieldError("timestamp", f"more than {settings.track_max_future} seconds in the future")])
+    return timestamp
+
+
+def activity_record(item: TrackActivity | PlatformEvent, now: datetime, settings: Settings) -> ActivityRecord:
+    """The record for an activity item; `section` and `duration` move from metadata to their columns."""
+    metadata = dict(item.metadata)
+    section = metadata.pop("section", None)
+    duration = metadata.pop("duration", None)
+    errors = []
+    if section is not None and (not isinstance(section, str) or not 0 < len(section) <= 200):
+        errors.append(FieldError("metadata.section", "expected text of 1 to 200 characters"))
+    if duration is not None and (
+        isinstance(duration, bool) or not isinstance(duration, int | float) or not 0 <= duration <= MAX_DURATION
+    ):
+        errors.append(FieldError("metadata.duration", f"expected a number of seconds from 0 to {MAX_DURATION:g}"))
+    if errors:
+        raise InvalidInput(errors)
+    return ActivityRecord(
+        time=_time(item.timestamp, now, settings),
+        event_id=item.event_id or uuid4(),
+        community_id=item.community_id,
+        user_id=item.user_id,
+        activity_type=item.activity_type,
+        session_id=item.session_id,
+        duration=None if duration is None else float(duration),
+        section=section,
+        metadata=metadata,
+    )
+
+
+def geo_record(
+    item: TrackGeo,
+    now: datetime,
+    settings: Settings,
+    resolve: Callable[[Address], Place | None] | None,
+    client: Address | None,
+) -> GeoRecord:
+    """The record for a geo decision: the location as sent, or looked up from `ip` or the client address."""
+    if item.location is not None and item.ip is not None:
+        raise InvalidInput([FieldError("ip", "send either `location` or `ip`, not both")])
+    if item.location is not None:
+        loc = item.location
+        code = loc.country_code or (loc.country if len(loc.country) == 2 and loc.country.isalpha() else None)
+        place: Place | None = Place(loc.country, code.upper() if code else None, loc.region, loc.city)
+    else:
+        field = "ip" if item.ip is not None else "location"
+        if resolve is None:
+            raise InvalidInput([FieldError(field, "required: no GeoIP database is configured (GEOIP_DATABASE)")])
+        if item.ip is not None:
+            try:
+                client = ip_address(item.ip)
+            except ValueError:
+                raise InvalidInput([FieldError("ip", "not an IPv4 or IPv6 address")]) from None
+        place = resolve(client) if client is not None else None
+    unknown = Place(None, None, None, None)
+    place = place or unknown
+    return GeoRecord(
+        time=_time(item.timestamp, now, settings),
+        event_id=item.event_id or uuid4(),
+        community_id=item.community_id,
+        user_id=item.user_id,
+        country=place.country,
+        country_code=place.country_code,
+        region=place.region,
+        city=place.city,
+        access_result=item.access_result,
+        restriction_scope=item.restriction_scope,
+        is_traveler=item.is_traveler,
+    )
+
+
+def event_ids(records: list[ActivityRecord] | list[GeoRecord]) -> list[UUID]:
+    return [r.event_id for r in records]

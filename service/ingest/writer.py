@@ -1,0 +1,129 @@
+"""Writing accepted events into the raw tables, each event once however often it is delivered.
+
+Activity: an optimistic COPY straight into `activity_events` inside a savepoint; only when it hits a
+duplicate (a redelivery after a crash) the batch goes the slower way: COPY into a staging table, then
+INSERT ... ON CONFLICT (event_id, time) DO NOTHING. Geo decisions always take the staging path, since the
+insert also infers travelers (home country = first country recorded for the user) and restriction bypasses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from service.ingest.schemas import ActivityRecord, GeoRecord
+
+ACTIVITY_COLUMNS = sql.SQL(", ").join(
+    map(sql.Identifier, ("time", "event_id", "community_id", "user_id", "activity_type", "session_id", "duration",
+                         "section", "metadata"))
+)  # fmt: skip
+GEO_COLUMNS = sql.SQL(", ").join(
+    map(sql.Identifier, ("time", "event_id", "community_id", "user_id", "country", "country_code", "region", "city",
+                         "access_result", "restriction_scope", "is_traveler"))
+)  # fmt: skip
+
+_ACTIVITY_STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS activity_staging
+    (LIKE activity_events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS  -- emptied by every commit
+"""
+_GEO_STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS geo_staging (
+    time timestamptz, event_id uuid, community_id bigint, user_id bigint, country text, country_code text,
+    region text, city text, access_result text, restriction_scope text, is_traveler boolean
+) ON COMMIT DELETE ROWS
+"""
+_HOMES = """
+INSERT INTO user_home_locations (user_id, country_code, country, first_seen_at)
+SELECT DISTINCT ON (user_id) user_id, country_code, country, time
+FROM geo_staging
+WHERE user_id IS NOT NULL AND country_code IS NOT NULL
+ORDER BY user_id, time
+ON CONFLICT (user_id) DO NOTHING
+"""
+# A bypass: allowed into a community from one country within the window after being blocked from it in
+# another, blocks of the same batch included.
+_GEO_INSERT = """
+INSERT INTO geo_access_events (time, event_id, community_id, user_id, country, country_code, region, city,
+                               access_result, restriction_scope, is_traveler, restriction_bypass)
+SELECT s.time, s.event_id, s.community_id, s.user_id, s.country, s.country_code, s.region, s.city,
+       s.access_result, s.restriction_scope,
+       COALESCE(s.is_traveler, s.country_code <> h.country_code, false),
+       s.access_result = 'allowed' AND s.user_id IS NOT NULL AND s.country_code IS NOT NULL AND (
+           EXISTS (SELECT 1 FROM geo_access_events b
+                   WHERE b.user_id = s.user_id AND b.community_id = s.community_id
+                     AND b.access_result = 'blocked' AND b.country_code <> s.country_code
+                     AND b.time BETWEEN s.time - make_interval(secs => %(window)s) AND s.time)
+           OR EXISTS (SELECT 1 FROM geo_staging b
+                      WHERE b.user_id = s.user_id AND b.community_id = s.community_id
+                        AND b.access_result = 'blocked' AND b.country_code <> s.country_code
+                        AND b.time BETWEEN s.time - make_interval(secs => %(window)s) AND s.time))
+FROM geo_staging s
+LEFT JOIN user_home_locations h ON h.user_id = s.user_id
+ON CONFLICT (event_id, time) DO NOTHING
+"""
+
+
+def _activity_rows(records: Sequence[ActivityRecord]) -> list[tuple[object, ...]]:
+    return [
+        (r.time, r.event_id, r.community_id, r.user_id, r.activity_type, r.session_id, r.duration, r.section,
+         Jsonb(r.metadata))
+        for r in records
+    ]  # fmt: skip
+
+
+def _copy(cur: psycopg.Cursor[Any], table: str, columns: sql.Composable, rows: Sequence[Sequence[object]]) -> None:
+    with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(table), columns)) as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def write_activity(conn: psycopg.Connection[Any], records: Sequence[ActivityRecord]) -> None:
+    """Insert activity events, skipping those already stored; runs inside the caller's transaction."""
+    rows = _activity_rows(records)
+    with conn.cursor() as cur:
+        try:
+            with conn.transaction():
+                _copy(cur, "activity_events", ACTIVITY_COLUMNS, rows)
+            return
+        except psycopg.errors.UniqueViolation:
+            pass  # some of these were stored before: keep the others
+        cur.execute(_ACTIVITY_STAGING)
+        _copy(cur, "activity_staging", ACTIVITY_COLUMNS, rows)
+        cur.execute(
+            sql.SQL(
+                "INSERT INTO activity_events ({cols}) SELECT {cols} FROM activity_staging "
+                "ON CONFLICT (event_id, time) DO NOTHING"
+            ).format(cols=ACTIVITY_COLUMNS)
+        )
+
+
+def write_geo(conn: psycopg.Connection[Any], records: Sequence[GeoRecord], bypass_window: int) -> None:
+    """Insert geo decisions with traveler and bypass inference, skipping those already stored."""
+    rows = [
+        (r.time, r.event_id, r.community_id, r.user_id, r.country, r.country_code, r.region, r.city,
+         r.access_result, r.restriction_scope, r.is_traveler)
+        for r in records
+    ]  # fmt: skip
+    with conn.cursor() as cur:
+        cur.execute(_GEO_STAGING)
+        _copy(cur, "geo_staging", GEO_COLUMNS, rows)
+        cur.execute(_HOMES)
+        cur.execute(_GEO_INSERT, {"window": bypass_window})
+
+
+def write_batch(
+    conn: psycopg.Connection[Any],
+    activities: Sequence[ActivityRecord],
+    geos: Sequence[GeoRecord],
+    bypass_window: int,
+) -> None:
+    """Write one batch in one transaction: all of it is stored, or none."""
+    with conn.transaction():
+        if activities:
+            write_activity(conn, activities)
+        if geos:
+            write_geo(conn, geos, bypass_window)
