@@ -13,8 +13,10 @@ from litestar.openapi import OpenAPIConfig
 from redis.exceptions import RedisError
 
 from service import __version__
+from service.community.api import CommunityAnalyticsController
 from service.db import DatabaseUnavailable, async_pool, detect_engine_async
 from service.errors import EXCEPTION_HANDLERS
+from service.geo.api import GeoAnalyticsController
 from service.health import HealthController
 from service.ingest.api import CommunityTrackController, EventsController, GeoTrackController
 from service.ingest.geoip import GeoResolver
@@ -79,7 +81,14 @@ def create_app(settings: Settings) -> Litestar:
             await pool.close()
 
     return Litestar(
-        route_handlers=[HealthController, CommunityTrackController, GeoTrackController, EventsController],
+        route_handlers=[
+            HealthController,
+            CommunityTrackController,
+            GeoTrackController,
+            EventsController,
+            CommunityAnalyticsController,
+            GeoAnalyticsController,
+        ],
         request_max_body_size=settings.track_max_body_bytes,
         dependencies={"resources": Provide(provide_resources, sync_to_thread=False)},
         lifespan=[lifespan],

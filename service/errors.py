@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response
-from litestar.exceptions import HTTPException
+from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
     HTTP_500_INTERNAL_SERVER_ERROR,
@@ -77,6 +77,19 @@ def _unavailable(request: Request[Any, Any, Any], exc: Unavailable) -> Response[
     )
 
 
+def _validation_error(request: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, object]]:
+    """Litestar's own validation (query and path parameters) in the same shape as ours."""
+    errors = [
+        FieldError(field=str(item.get("key") or "body"), message=str(item.get("message", "")))
+        for item in (exc.extra if isinstance(exc.extra, list) else [])
+        if isinstance(item, dict)
+    ]
+    return Response(
+        _body(HTTP_400_BAD_REQUEST, "Invalid input", errors=errors or [FieldError("body", str(exc.detail))]),
+        status_code=HTTP_400_BAD_REQUEST,
+    )
+
+
 def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, object]]:
     body = _body(exc.status_code, exc.detail)
     if exc.extra:
@@ -94,6 +107,7 @@ def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     InvalidInput: _invalid_input,
     Unavailable: _unavailable,
+    ValidationException: _validation_error,
     HTTPException: _http_error,
     Exception: _internal_error,
 }

@@ -223,20 +223,57 @@ async def ensure_group(client: aioredis.Redis) -> None:
             raise
 
 
-async def online_members(client: aioredis.Redis, community_id: int, now: float | None = None) -> int:
-    """Distinct members of the community with activity in the last 5 minutes."""
-    now = time.time() if now is None else now
-    return int(await client.zcount(presence_key(community_id), now - PRESENCE_WINDOW, "+inf"))
-
-
-async def peak_today(client: aioredis.Redis, community_id: int, now: float | None = None) -> int:
-    """The highest online count seen today (UTC) for the community."""
-    now = time.time() if now is None else now
-    value = await client.hget(peak_key(_day(now)), str(community_id))
-    return int(value or 0)
-
-
 async def day_counts(client: aioredis.Redis, day: str, community_id: int | None = None) -> dict[str, int]:
     """The `<kind>_count` counters of one day (platform-wide, or of one community)."""
     raw = await client.hgetall(counts_key(day, community_id))
     return {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()}
+
+
+class Realtime(msgspec.Struct):
+    """A community right now, from Redis alone."""
+
+    online_members: int
+    activity_score: float
+    peak_members_today: int
+    current_activity: str  # "low", "medium" or "high"
+    recent_events: int  # events in the last 15 minutes
+    baseline_events: float  # average events per 15 minutes over the previous 7 days
+
+
+def activity_level(recent: int, baseline: float) -> tuple[float, str]:
+    """The activity score and its label.
+
+    ratio = recent / max(baseline, 1), where `recent` counts the community's events in the last 15 minutes and
+    `baseline` is its average 15-minute volume over the 7 days before today (a quiet community's baseline counts
+    as one event). score = min(10, 5 x ratio), rounded to one decimal: 5 is a usual quarter hour, 10 twice the
+    usual or more, 0 silence. current_activity: "high" from 1.5 x the usual, "medium" from 0.5 x, else "low".
+    """
+    ratio = recent / max(baseline, 1.0)
+    score = min(10.0, round(5.0 * ratio, 1))
+    label = "high" if ratio >= 1.5 else "medium" if ratio >= 0.5 else "low"
+    return score, label
+
+
+async def realtime(client: aioredis.Redis, community_id: int, now: float | None = None) -> Realtime:
+    """Online members, today's peak and the activity score of a community, in one round trip."""
+    now = time.time() if now is None else now
+    minute = int(now // 60)
+    days = [_day(now - 86400 * back) for back in range(1, SCORE_HISTORY_DAYS + 1)]
+    pipe = client.pipeline(transaction=False)
+    pipe.zcount(presence_key(community_id), now - PRESENCE_WINDOW, "+inf")
+    pipe.hget(peak_key(_day(now)), str(community_id))
+    pipe.mget([minute_key(community_id, m) for m in range(minute - ACTIVITY_WINDOW // 60 + 1, minute + 1)])
+    for day in days:
+        pipe.hget(counts_key(day, community_id), "events")
+    online, peak, minutes, *history = await pipe.execute()
+    recent = sum(int(v) for v in minutes if v is not None)
+    baseline = sum(int(v) for v in history if v is not None) / (SCORE_HISTORY_DAYS * 86400 / ACTIVITY_WINDOW)
+    score, label = activity_level(recent, baseline)
+    return Realtime(
+        online_members=int(online),
+        activity_score=score,
+        peak_members_today=int(peak or 0),
+        current_activity=label,
+        recent_events=recent,
+        baseline_events=round(baseline, 2),
+    )

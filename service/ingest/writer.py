@@ -16,6 +16,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from service.ingest.schemas import ActivityRecord, GeoRecord
+from service.rollups import record_invalidation
 
 ACTIVITY_COLUMNS = sql.SQL(", ").join(
     map(sql.Identifier, ("time", "event_id", "community_id", "user_id", "activity_type", "session_id", "duration",
@@ -121,9 +122,12 @@ def write_batch(
     geos: Sequence[GeoRecord],
     bypass_window: int,
 ) -> None:
-    """Write one batch in one transaction: all of it is stored, or none."""
+    """Write one batch in one transaction: all of it is stored, or none, with the time ranges it touched
+    recorded for the rollup refresh."""
     with conn.transaction():
         if activities:
             write_activity(conn, activities)
+            record_invalidation(conn, "activity", (r.time for r in activities))
         if geos:
             write_geo(conn, geos, bypass_window)
+            record_invalidation(conn, "geo", (r.time for r in geos))

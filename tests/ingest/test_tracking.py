@@ -14,7 +14,7 @@ import redis
 from litestar.testing import TestClient
 
 from service.app import create_app
-from service.live import STREAM, day_counts, online_members, peak_today
+from service.live import STREAM, Realtime, day_counts, realtime
 from service.localstack import RedisServer
 from service.settings import Settings
 from tests.ingest.conftest import MakeWorker
@@ -79,21 +79,17 @@ def test_presence_counts_at_once(client: Client, settings: Settings) -> None:
         json={"community_id": 5, "user_id": 4, "activity_type": "view", "timestamp": old},
     )
 
-    async def read() -> tuple[int, int, int, dict[str, int]]:
+    async def read() -> tuple[Realtime, Realtime, dict[str, int]]:
         conn = redis.asyncio.Redis.from_url(settings.redis_url or "")
         try:
             today = datetime.now(UTC).strftime("%Y-%m-%d")
-            return (
-                await online_members(conn, 5),
-                await peak_today(conn, 5),
-                await online_members(conn, 6),
-                await day_counts(conn, today, 5),
-            )
+            return await realtime(conn, 5), await realtime(conn, 6), await day_counts(conn, today, 5)
         finally:
             await conn.aclose()
 
-    online, peak, other, counts = asyncio.run(read())
-    assert (online, peak, other) == (2, 2, 1)
+    five, six, counts = asyncio.run(read())
+    assert (five.online_members, five.peak_members_today, six.online_members) == (2, 2, 1)
+    assert five.recent_events == 4  # the event of 10 minutes ago counts for the score (15 min), not presence (5)
     assert counts == {"view_count": 4, "events": 4}
 
 

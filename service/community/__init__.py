@@ -1,0 +1,1 @@
+"""Community analytics: realtime presence, reports, activity patterns and today's overview."""

@@ -1,0 +1,112 @@
+"""Community read endpoints. Unknown communities are not an error: they answer with zero figures."""
+
+from __future__ import annotations
+
+import calendar
+from collections import Counter
+from datetime import datetime
+from typing import Annotated
+
+from litestar import Controller, get
+from litestar.di import NamedDependency
+from litestar.params import FromPath, QueryParameter
+
+from service.community.queries import hourly_volumes, report_figures, today_by_community, week_start
+from service.community.schemas import (
+    ActivityPatterns,
+    CommunityReport,
+    CommunityToday,
+    HourVolume,
+    WeekdayVolume,
+    WeekVolume,
+)
+from service.live import Realtime, realtime
+from service.reporting import Days, Window, percent
+from service.resources import Resources
+
+PEAK_HOURS = 3
+
+
+def patterns(community_id: int, window: Window, volumes: list[tuple[datetime, int]]) -> ActivityPatterns:
+    """Events by hour of day, by weekday and by week (UTC); peak hours are the busiest hours of day, at most
+    three, the earlier hour first on ties."""
+    by_hour: Counter[int] = Counter()
+    by_weekday: Counter[int] = Counter()
+    by_week: Counter[datetime] = Counter()
+    for bucket, events in volumes:
+        by_hour[bucket.hour] += events
+        by_weekday[bucket.weekday()] += events
+        by_week[week_start(bucket)] += events
+    peak = sorted((h for h in by_hour if by_hour[h] > 0), key=lambda h: (-by_hour[h], h))[:PEAK_HOURS]
+    return ActivityPatterns(
+        community_id=community_id,
+        date_range=window.date_range,
+        hourly=[HourVolume(hour=h, events=by_hour[h]) for h in range(24)],
+        daily=[WeekdayVolume(weekday=d, name=calendar.day_name[d], events=by_weekday[d]) for d in range(7)],
+        weekly=[WeekVolume(week_start=w.date(), events=by_week[w]) for w in sorted(by_week)],
+        peak_hours=peak,
+    )
+
+
+class CommunityAnalyticsController(Controller):
+    """Presence, reports and activity patterns of communities."""
+
+    path = "/api/community-analytics"
+    tags = ["community analytics"]  # noqa: RUF012 - Litestar reads it as a plain class attribute
+
+    @get("/", summary="Communities active today with their key figures, busiest first")
+    async def overview(
+        self,
+        resources: NamedDependency[Resources],
+        limit: Annotated[int, QueryParameter(ge=1, le=1000, description="At most this many communities")] = 100,
+    ) -> list[CommunityToday]:
+        async with resources.pool.connection() as conn:
+            rows = await today_by_community(conn, limit)
+        result = []
+        for community_id, events, views, joins, visitors in rows:
+            live = await realtime(resources.redis, community_id)
+            result.append(
+                CommunityToday(
+                    community_id=community_id,
+                    online_members=live.online_members,
+                    peak_members_today=live.peak_members_today,
+                    events_today=events,
+                    views_today=views,
+                    joins_today=joins,
+                    unique_visitors_today=visitors,
+                )
+            )
+        return result
+
+    @get("/{community_id:int}/realtime/", summary="Online members, today's peak and the activity score (Redis)")
+    async def realtime(self, community_id: FromPath[int], resources: NamedDependency[Resources]) -> Realtime:
+        return await realtime(resources.redis, community_id)
+
+    @get("/{community_id:int}/report/", summary="Views, visitors, peak online, session length and retention")
+    async def report(
+        self, community_id: FromPath[int], resources: NamedDependency[Resources], days: Days = 7
+    ) -> CommunityReport:
+        window = Window.last(days)
+        async with resources.pool.connection() as conn:
+            views, visitors, previous, returning, session_seconds, stored_peak = await report_figures(
+                conn, community_id, window
+            )
+        live = await realtime(resources.redis, community_id)
+        return CommunityReport(
+            community_id=community_id,
+            date_range=window.date_range,
+            total_views=int(views),
+            unique_visitors=int(visitors),
+            peak_online_members=max(int(stored_peak or 0), live.peak_members_today),
+            average_session_duration=round(float(session_seconds or 0) / 60, 2),
+            member_retention=percent(returning, previous),
+        )
+
+    @get("/{community_id:int}/activity-patterns/", summary="Events by hour of day, weekday and week; peak hours")
+    async def activity_patterns(
+        self, community_id: FromPath[int], resources: NamedDependency[Resources], days: Days = 30
+    ) -> ActivityPatterns:
+        window = Window.last(days)
+        async with resources.pool.connection() as conn:
+            volumes = await hourly_volumes(conn, community_id, window)
+        return patterns(community_id, window, volumes)

@@ -1,0 +1,1 @@
+"""Geo-restriction analytics: effectiveness, location breakdown and trends."""

@@ -1,0 +1,85 @@
+"""Response bodies of the geo read endpoints."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+
+from service.reporting import DateRange
+
+
+class Effectiveness(msgspec.Struct):
+    total_attempts: int
+    blocked_attempts: int
+    allowed_attempts: int
+    effectiveness_percentage: float  # blocked / total x 100, one decimal
+
+
+class BlockedLocation(msgspec.Struct):
+    country: str | None
+    country_code: str | None
+    city: str | None
+    blocked_attempts: int
+
+
+class EffectivenessReport(msgspec.Struct):
+    """`GET /api/geo-analytics/{id}/effectiveness/`."""
+
+    community_id: int
+    date_range: DateRange
+    restriction_effectiveness: Effectiveness
+    top_blocked_locations: list[BlockedLocation]
+    traveler_attempts: int
+    bypass_attempts: int
+
+
+class Counts(msgspec.Struct):
+    attempts: int = 0
+    allowed: int = 0
+    blocked: int = 0
+    travelers: int = 0
+
+
+class City(msgspec.Struct):
+    city: str | None
+    counts: Counts
+
+
+class Region(msgspec.Struct):
+    region: str | None
+    counts: Counts
+    cities: list[City]
+
+
+class Country(msgspec.Struct):
+    country: str | None
+    country_code: str | None
+    counts: Counts
+    regions: list[Region]
+
+
+class Locations(msgspec.Struct):
+    """`GET /api/geo-analytics/{id}/locations/`: country -> region -> city, busiest first."""
+
+    community_id: int
+    date_range: DateRange
+    countries: list[Country]
+
+
+class TrendPoint(msgspec.Struct):
+    bucket: datetime
+    attempts: int
+    allowed: int
+    blocked: int
+    travelers: int
+    bypasses: int
+
+
+class Trends(msgspec.Struct):
+    """`GET /api/geo-analytics/{id}/trends/`."""
+
+    community_id: int
+    date_range: DateRange
+    interval: str
+    points: list[TrendPoint]

@@ -1,0 +1,160 @@
+"""Refreshing what is derived from the raw tables: sessions (both engines) and the rollup twins (postgres).
+
+Writers of raw rows record the time range of each batch in `rollup_invalidations` (`record_invalidation`).
+A refresh consumes those ranges: it rebuilds the sessions of every member active in them, and on the
+postgres engine recomputes the rollup buckets they touch, then materializes every rollup up to its last
+complete bucket and moves its watermark. On timescaledb the continuous aggregates refresh themselves
+(policies); only sessions are built here. Refreshing twice changes nothing; concurrent refreshes skip.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from service.db import Engine
+
+log = logging.getLogger(__name__)
+
+SESSION_GAP = timedelta(minutes=30)  # a member's visit ends after 30 minutes without activity
+ORIGIN = datetime(2000, 1, 3, tzinfo=UTC)  # bucket origin shared with time_bucket() and the rollup files
+_LOCK_ID = 0x726F6C6C7570  # "rollup"
+
+Range = tuple[datetime, datetime]
+
+# Rebuild the sessions of the members active in [lo, hi]: delete their sessions that come within the gap of that
+# range, then split all their events over the range and those sessions again on gaps longer than the limit.
+# Sessions further away are untouched by the new events, so the result equals a full recomputation.
+_SESSIONS = """
+WITH members AS (
+    SELECT DISTINCT user_id, community_id
+    FROM activity_events
+    WHERE time >= %(lo)s AND time <= %(hi)s AND user_id IS NOT NULL
+), old AS (
+    DELETE FROM sessions s
+    USING members m
+    WHERE s.user_id = m.user_id AND s.community_id IS NOT DISTINCT FROM m.community_id
+      AND s.ended_at >= %(lo)s - %(gap)s AND s.started_at <= %(hi)s + %(gap)s
+    RETURNING s.user_id, s.community_id, s.started_at, s.ended_at
+), spans AS (
+    SELECT m.user_id, m.community_id,
+           least(%(lo)s, min(o.started_at)) AS lo, greatest(%(hi)s, max(o.ended_at)) AS hi
+    FROM members m
+    LEFT JOIN old o ON o.user_id = m.user_id AND o.community_id IS NOT DISTINCT FROM m.community_id
+    GROUP BY m.user_id, m.community_id
+), marked AS (
+    SELECT e.user_id, e.community_id, e.time,
+           CASE WHEN e.time - lag(e.time) OVER w > %(gap)s THEN 1 ELSE 0 END AS starts_new
+    FROM spans x
+    JOIN activity_events e
+      ON e.user_id = x.user_id AND e.community_id IS NOT DISTINCT FROM x.community_id
+     AND e.time >= x.lo AND e.time <= x.hi
+    WINDOW w AS (PARTITION BY e.user_id, e.community_id ORDER BY e.time)
+), numbered AS (
+    SELECT user_id, community_id, time,
+           sum(starts_new) OVER (PARTITION BY user_id, community_id ORDER BY time) AS visit
+    FROM marked
+)
+INSERT INTO sessions (user_id, community_id, started_at, ended_at, events)
+SELECT user_id, community_id, min(time), max(time), count(*)
+FROM numbered
+GROUP BY user_id, community_id, visit
+"""
+
+
+@dataclass
+class Refreshed:
+    """What one refresh did, for logs and task-run details."""
+
+    skipped: bool = False
+    invalidations: int = 0
+    session_ranges: int = 0
+    buckets: dict[str, int] = field(default_factory=dict)  # rollup -> buckets rewritten
+
+
+def record_invalidation(conn: psycopg.Connection[Any], source: str, times: Iterable[datetime]) -> None:
+    """Note that raw rows of `source` were written at `times`, in the writer's transaction."""
+    stamps = list(times)
+    if stamps:
+        conn.execute(
+            "INSERT INTO rollup_invalidations (source, lo, hi) VALUES (%s, %s, %s)", (source, min(stamps), max(stamps))
+        )
+
+
+def merge(ranges: Iterable[Range], slack: timedelta = timedelta(0)) -> list[Range]:
+    """Sorted, non-overlapping ranges covering `ranges`; ranges closer than `slack` are joined."""
+    merged: list[Range] = []
+    for lo, hi in sorted(ranges):
+        if merged and lo <= merged[-1][1] + slack:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+        else:
+            merged.append((lo, hi))
+    return merged
+
+
+def floor(t: datetime, width: timedelta) -> datetime:
+    """The start of the bucket of `width` holding `t` (aligned like time_bucket and date_bin)."""
+    return ORIGIN + ((t - ORIGIN) // width) * width
+
+
+def refresh(conn: psycopg.Connection[Any], engine: Engine, now: datetime | None = None) -> Refreshed:
+    """Consume the invalidation log and bring sessions (and, on postgres, the rollups) up to date."""
+    now = now or datetime.now(UTC)
+    done = Refreshed()
+    with conn.transaction():
+        locked = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (_LOCK_ID,)).fetchone()
+        if not locked or not locked[0]:
+            done.skipped = True
+            return done
+        invalidations = conn.execute("DELETE FROM rollup_invalidations RETURNING source, lo, hi").fetchall()
+        done.invalidations = len(invalidations)
+        by_source: dict[str, list[Range]] = {}
+        for source, lo, hi in invalidations:
+            by_source.setdefault(source, []).append((lo, hi))
+        activity = merge(by_source.get("activity", []), slack=SESSION_GAP)
+        for lo, hi in activity:
+            conn.execute(_SESSIONS, {"lo": lo, "hi": hi, "gap": SESSION_GAP})
+        done.session_ranges = len(activity)
+        if engine == "postgres":
+            for name, width, source in conn.execute(
+                "SELECT name, width, source FROM rollup_registry ORDER BY position"
+            ).fetchall():
+                done.buckets[name] = _refresh_twin(conn, name, width, by_source.get(source, []), now)
+    return done
+
+
+def _refresh_twin(
+    conn: psycopg.Connection[Any], name: str, width: timedelta, changed: list[Range], now: datetime
+) -> int:
+    """Recompute the invalidated buckets below the watermark, then materialize up to the last complete bucket."""
+    mat, between = sql.Identifier(f"{name}_mat"), sql.Identifier(f"{name}_between")
+    row = conn.execute("SELECT watermark FROM rollup_watermarks WHERE name = %s", (name,)).fetchone()
+    watermark: datetime | None = row[0] if row else None
+    new_watermark = floor(now, width) if watermark is None else max(floor(now, width), watermark)
+    rewritten = 0
+    if watermark is None:  # never materialized (or redefined): everything below the new watermark
+        conn.execute(sql.SQL("DELETE FROM {}").format(mat))
+        cur = conn.execute(
+            sql.SQL("INSERT INTO {} SELECT * FROM {}('-infinity', %s)").format(mat, between), (new_watermark,)
+        )
+        rewritten = cur.rowcount
+    else:
+        ranges = [(floor(lo, width), min(floor(hi, width) + width, watermark)) for lo, hi in changed]
+        if new_watermark > watermark:
+            ranges.append((watermark, new_watermark))
+        for lo, hi in merge(r for r in ranges if r[0] < r[1]):
+            conn.execute(sql.SQL("DELETE FROM {} WHERE bucket >= %s AND bucket < %s").format(mat), (lo, hi))
+            cur = conn.execute(sql.SQL("INSERT INTO {} SELECT * FROM {}(%s, %s)").format(mat, between), (lo, hi))
+            rewritten += cur.rowcount
+    conn.execute(
+        "INSERT INTO rollup_watermarks (name, watermark) VALUES (%s, %s) "
+        "ON CONFLICT (name) DO UPDATE SET watermark = excluded.watermark",
+        (name, new_watermark),
+    )
+    return rewritten
