@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 
+from service.db import detect_engine
+from service.ingest.schemas import ActivityRecord, GeoRecord
 from service.ingest.worker import IngestWorker
+from service.ingest.writer import write_batch
+from service.rollups import refresh
 
 
 def drain(worker: IngestWorker) -> int:
@@ -20,3 +27,31 @@ def drain(worker: IngestWorker) -> int:
 def rows(database_url: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
     with psycopg.connect(database_url) as conn:
         return conn.execute(query, params).fetchall()  # type: ignore[arg-type]
+
+
+def at(days_ago: int, hour: int, minute: int = 0) -> datetime:
+    """A moment `days_ago` days before today (UTC) at hour:minute."""
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return today - timedelta(days=days_ago) + timedelta(hours=hour, minutes=minute)
+
+
+def act(when: datetime, community: int | None, user: int | None, kind: str = "view", **changes: Any) -> ActivityRecord:
+    """An activity record as the API would accept it."""
+    fields: dict[str, Any] = dict(
+        time=when, event_id=uuid.uuid4(), community_id=community, user_id=user, activity_type=kind,
+        session_id=None, duration=None, section=None, metadata={},
+    )  # fmt: skip
+    fields.update(changes)
+    return ActivityRecord(**fields)
+
+
+def store(database_url: str, activities: Sequence[ActivityRecord] = (), geos: Sequence[GeoRecord] = ()) -> None:
+    """Write records through the ingest worker's write path (as one batch)."""
+    with psycopg.connect(database_url) as conn:
+        write_batch(conn, activities, geos, 3600)
+
+
+def refresh_rollups(database_url: str) -> None:
+    """Run the rollup refresh as the periodic job does."""
+    with psycopg.connect(database_url) as conn:
+        refresh(conn, detect_engine(conn))

@@ -1,0 +1,182 @@
+"""Rollups agree with the raw tables after a refresh, late events included; refreshing is idempotent."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+from litestar.testing import TestClient
+
+from service.app import create_app
+from service.ingest.schemas import ActivityRecord, GeoRecord
+from service.live import activity_level
+from service.rollups import floor, merge
+from service.settings import Settings
+from tests.support import act, at, refresh_rollups, rows, store
+
+TYPES = ["view", "join", "like", "post", "comment"]
+
+# The same figures computed straight from the raw tables, written independently of the rollup definitions.
+RAW = {
+    "activity_hourly": """
+        SELECT date_trunc('hour', time AT TIME ZONE 'UTC'), community_id, activity_type, count(*),
+               coalesce(sum(duration), 0), count(duration)
+        FROM activity_events GROUP BY 1, 2, 3""",
+    "activity_daily": """
+        SELECT date_trunc('day', time AT TIME ZONE 'UTC'), community_id, activity_type, count(*),
+               coalesce(sum(duration), 0), count(duration)
+        FROM activity_events GROUP BY 1, 2, 3""",
+    "community_members_daily": """
+        SELECT date_trunc('day', time AT TIME ZONE 'UTC'), community_id, user_id, count(*), min(time), max(time)
+        FROM activity_events WHERE user_id IS NOT NULL GROUP BY 1, 2, 3""",
+    "geo_daily": """
+        SELECT date_trunc('day', time AT TIME ZONE 'UTC'), community_id, country_code, city, access_result,
+               is_traveler, count(*), count(*) FILTER (WHERE restriction_bypass)
+        FROM geo_access_events GROUP BY 1, 2, 3, 4, 5, 6""",
+}
+ROLLUP = {
+    "activity_hourly": """SELECT bucket AT TIME ZONE 'UTC', community_id, activity_type, events, duration_sum,
+                                 duration_count FROM {}""",
+    "activity_daily": """SELECT bucket AT TIME ZONE 'UTC', community_id, activity_type, events, duration_sum,
+                                duration_count FROM {}""",
+    "community_members_daily": """SELECT bucket AT TIME ZONE 'UTC', community_id, user_id, events, first_seen,
+                                         last_seen FROM {}""",
+    "geo_daily": """SELECT bucket AT TIME ZONE 'UTC', community_id, country_code, city, access_result, is_traveler,
+                           sum(attempts), sum(bypasses) FROM {} GROUP BY 1, 2, 3, 4, 5, 6""",
+}
+
+
+def random_batch(rng: random.Random, n: int, oldest_days: int) -> list[ActivityRecord]:
+    return [
+        act(
+            at(rng.randrange(oldest_days), rng.randrange(24), rng.randrange(60)),
+            rng.choice([1, 2, 3, None]),
+            rng.choice([None, *range(1, 30)]),
+            rng.choice(TYPES),
+            duration=rng.choice([None, float(rng.randrange(600))]),
+        )
+        for _ in range(n)
+    ]
+
+
+def geo_batch(rng: random.Random, n: int, oldest_days: int) -> list[GeoRecord]:
+    return [
+        GeoRecord(
+            time=at(rng.randrange(oldest_days), rng.randrange(24)),
+            event_id=uuid.uuid4(),
+            community_id=rng.choice([1, 2]),
+            user_id=rng.choice([None, 1, 2, 3]),
+            country=None,
+            country_code=rng.choice(["DE", "FR", "US"]),
+            region=None,
+            city=rng.choice([None, "X"]),
+            access_result=rng.choice(["allowed", "blocked"]),
+            restriction_scope=None,
+            is_traveler=None,
+        )
+        for _ in range(n)
+    ]
+
+
+def assert_agree(database_url: str) -> None:
+    """Each rollup (the view the queries read) equals the raw figures; its materialized part holds exactly the
+    raw figures of the buckets below its watermark."""
+    for name, raw in RAW.items():
+        expected = sorted(rows(database_url, raw), key=repr)
+        assert expected, name
+        assert sorted(rows(database_url, ROLLUP[name].format(name)), key=repr) == expected, name
+        [(watermark,)] = rows(database_url, "SELECT rollup_watermark(%s) AT TIME ZONE 'UTC'", name)
+        materialized = sorted(rows(database_url, ROLLUP[name].format(f"{name}_mat")), key=repr)
+        assert materialized == [r for r in expected if r[0] < watermark], name
+
+
+def test_rollups_agree_with_raw_tables_including_late_events(database_url: str) -> None:
+    rng = random.Random(7)
+    store(database_url, random_batch(rng, 400, oldest_days=10), geo_batch(rng, 200, oldest_days=10))
+    refresh_rollups(database_url)
+    assert_agree(database_url)
+    # Late arrivals: a back-dated batch into buckets materialized long ago, and one for the current hour.
+    store(database_url, random_batch(rng, 150, oldest_days=9), geo_batch(rng, 50, oldest_days=9))
+    store(database_url, [act(at(0, 0) + timedelta(minutes=1), 1, 1)])
+    refresh_rollups(database_url)
+    assert_agree(database_url)
+
+
+def test_refresh_is_idempotent(database_url: str) -> None:
+    rng = random.Random(3)
+    store(database_url, random_batch(rng, 200, oldest_days=5))
+    refresh_rollups(database_url)
+    tables = ["activity_hourly_mat", "activity_daily_mat", "community_members_daily_mat", "sessions"]
+    before = {t: sorted(rows(database_url, f"SELECT * FROM {t}"), key=repr) for t in tables}
+    refresh_rollups(database_url)
+    assert {t: sorted(rows(database_url, f"SELECT * FROM {t}"), key=repr) for t in tables} == before
+    assert rows(database_url, "SELECT count(*) FROM rollup_invalidations") == [(0,)]
+
+
+def test_sessions_match_a_full_recomputation(database_url: str) -> None:
+    rng = random.Random(11)
+    for _ in range(4):  # several batches arriving in random time order
+        store(database_url, random_batch(rng, 120, oldest_days=3))
+        refresh_rollups(database_url)
+    full = """
+        WITH marked AS (
+            SELECT user_id, community_id, time,
+                   CASE WHEN time - lag(time) OVER w > interval '30 minutes' THEN 1 ELSE 0 END AS new_visit
+            FROM activity_events WHERE user_id IS NOT NULL
+            WINDOW w AS (PARTITION BY user_id, community_id ORDER BY time)
+        ), numbered AS (
+            SELECT *, sum(new_visit) OVER (PARTITION BY user_id, community_id ORDER BY time) AS visit FROM marked
+        )
+        SELECT user_id, community_id, min(time), max(time), count(*) FROM numbered
+        GROUP BY user_id, community_id, visit"""
+    stored = "SELECT user_id, community_id, started_at, ended_at, events FROM sessions"
+    assert sorted(rows(database_url, stored), key=repr) == sorted(rows(database_url, full), key=repr)
+
+
+@pytest.mark.parametrize(
+    ("recent", "baseline", "score", "label"),
+    [
+        (0, 0.0, 0.0, "low"),
+        (1, 0.0, 5.0, "medium"),  # a quiet community's baseline counts as one event
+        (2, 4.0, 2.5, "medium"),
+        (1, 4.0, 1.2, "low"),  # 1.25 rounds to 1.2 (one decimal)
+        (6, 4.0, 7.5, "high"),
+        (40, 4.0, 10.0, "high"),  # capped
+    ],
+)
+def test_activity_level(recent: int, baseline: float, score: float, label: str) -> None:
+    assert activity_level(recent, baseline) == (score, label)
+
+
+def test_merge_and_floor() -> None:
+    t = at(1, 10, 17)
+    assert floor(t, timedelta(hours=1)) == at(1, 10)
+    assert floor(t, timedelta(days=1)) == at(1, 0)
+    a, b, c = at(1, 1), at(1, 2), at(1, 5)
+    assert merge([(b, c), (a, b)]) == [(a, c)]
+    assert merge([(a, a), (c, c)], slack=timedelta(hours=4)) == [(a, c)]
+    assert merge([(a, a), (c, c)], slack=timedelta(hours=1)) == [(a, a), (c, c)]
+
+
+def test_realtime_score_over_http(database_url: str, redis_url: str, settings_for: Callable[..., Settings]) -> None:
+    with TestClient(create_app(settings_for(database_url, redis_url))) as client:
+        # 1344 events over the previous 7 days: a usual quarter hour holds 1344 / (7 x 96) = 2 events.
+        history = [{"community_id": 5, "activity_type": "view", "timestamp": at(d, 12).isoformat()}
+                   for d in range(1, 8) for _ in range(192)]  # fmt: skip
+        for i in range(0, len(history), 448):
+            assert client.post("/api/community-analytics/track/batch/", json=history[i : i + 448]).status_code == 202
+        for user in (1, 2):
+            client.post("/api/community-analytics/track/", json={"community_id": 5, "user_id": user,
+                                                                 "activity_type": "view"})  # fmt: skip
+        body = client.get("/api/community-analytics/5/realtime/").json()
+    assert body == {
+        "online_members": 2,
+        "activity_score": 5.0,  # 2 events now / 2 usual = 1.0 -> 5 x 1.0
+        "peak_members_today": 2,
+        "current_activity": "medium",
+        "recent_events": 2,
+        "baseline_events": 2.0,
+    }
