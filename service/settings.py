@@ -69,6 +69,7 @@ class Settings(
         "ingest_batch_size": "INGEST_BATCH_SIZE",
         "ingest_claim_idle": "INGEST_CLAIM_IDLE",
         "ingest_consumer": "INGEST_CONSUMER",
+        "ingest_use_copy": "INGEST_USE_COPY",
     },
 ):
     """Every setting of the service; field docs become the README's configuration table."""
@@ -138,6 +139,9 @@ class Settings(
     ingest_consumer: Annotated[
         str | None, _doc("Consumer name of this ingest worker in the group; unset: the host name")
     ] = None
+    ingest_use_copy: Annotated[
+        bool, _doc("Write batches with COPY; `false`: multi-row INSERTs, for servers without COPY FROM STDIN")
+    ] = True
 
     def __post_init__(self) -> None:
         _check_url("DATABASE_URL", self.database_url, ("postgresql", "postgres"))
@@ -215,6 +219,8 @@ def _expected(t: msgspec.inspect.Type) -> str:
         return _expected(t.type)
     if isinstance(t, msgspec.inspect.UnionType):
         return " or ".join(_expected(x) for x in t.types if not isinstance(x, msgspec.inspect.NoneType))
+    if isinstance(t, msgspec.inspect.BoolType):
+        return "true or false"
     if isinstance(t, msgspec.inspect.LiteralType):
         return "one of " + ", ".join(map(str, t.values))
     if isinstance(t, msgspec.inspect.IntType | msgspec.inspect.FloatType):

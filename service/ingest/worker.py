@@ -147,7 +147,9 @@ class IngestWorker:
             try:
                 with self.pool.connection() as conn:
                     try:
-                        write_batch(conn, activities, geos, self.settings.geo_bypass_window)
+                        write_batch(
+                            conn, activities, geos, self.settings.geo_bypass_window, self.settings.ingest_use_copy
+                        )
                         return []
                     except (psycopg.IntegrityError, psycopg.DataError):
                         return self._store_one_by_one(conn, activities, geos)
@@ -166,9 +168,9 @@ class IngestWorker:
         for index, record in enumerate(records):
             try:
                 if isinstance(record, ActivityRecord):
-                    write_batch(conn, [record], [], self.settings.geo_bypass_window)
+                    write_batch(conn, [record], [], self.settings.geo_bypass_window, self.settings.ingest_use_copy)
                 else:
-                    write_batch(conn, [], [record], self.settings.geo_bypass_window)
+                    write_batch(conn, [], [record], self.settings.geo_bypass_window, self.settings.ingest_use_copy)
             except (psycopg.IntegrityError, psycopg.DataError) as exc:
                 refused.append((index, _first_line(exc)))
         return refused

@@ -4,6 +4,8 @@ Activity: an optimistic COPY straight into `activity_events` inside a savepoint;
 duplicate (a redelivery after a crash) the batch goes the slower way: COPY into a staging table, then
 INSERT ... ON CONFLICT (event_id, time) DO NOTHING. Geo decisions always take the staging path, since the
 insert also infers travelers (home country = first country recorded for the user) and restriction bypasses.
+Without COPY (`use_copy=False`, for servers that lack COPY FROM STDIN such as PGlite) rows go in as one
+INSERT ... SELECT FROM unnest(arrays) per table, duplicates skipped the same way.
 """
 
 from __future__ import annotations
@@ -27,6 +29,11 @@ GEO_COLUMNS = sql.SQL(", ").join(
                          "access_result", "restriction_scope", "is_traveler"))
 )  # fmt: skip
 
+# PostgreSQL types of the columns above, in order, for INSERT ... SELECT FROM unnest(typed arrays).
+ACTIVITY_TYPES = ("timestamptz", "uuid", "int8", "int8", "text", "text", "float8", "text", "jsonb")
+GEO_TYPES = ("timestamptz", "uuid", "int8", "int8", "text", "text", "text", "text", "text", "text", "bool")
+
+_NOTHING = sql.SQL("")
 _ACTIVITY_STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS activity_staging
     (LIKE activity_events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS  -- emptied by every commit
@@ -82,10 +89,33 @@ def _copy(cur: psycopg.Cursor[Any], table: str, columns: sql.Composable, rows: S
             copy.write_row(row)
 
 
-def write_activity(conn: psycopg.Connection[Any], records: Sequence[ActivityRecord]) -> None:
+def _unnest(
+    cur: psycopg.Cursor[Any], table: str, columns: sql.Composable, types: tuple[str, ...],
+    rows: Sequence[Sequence[object]], suffix: sql.Composable = _NOTHING,
+) -> None:  # fmt: skip
+    arrays = sql.SQL(", ").join(sql.SQL("%s::{}[]").format(sql.SQL(t)) for t in types)
+    query = sql.SQL("INSERT INTO {} ({}) SELECT * FROM unnest({}) {}").format(
+        sql.Identifier(table), columns, arrays, suffix
+    )
+    cur.execute(query, [list(column) for column in zip(*rows, strict=True)])
+
+
+def _fill(cur: psycopg.Cursor[Any], table: str, columns: sql.Composable, types: tuple[str, ...],
+          rows: Sequence[Sequence[object]], use_copy: bool) -> None:  # fmt: skip
+    if use_copy:
+        _copy(cur, table, columns, rows)
+    else:
+        _unnest(cur, table, columns, types, rows)
+
+
+def write_activity(conn: psycopg.Connection[Any], records: Sequence[ActivityRecord], use_copy: bool = True) -> None:
     """Insert activity events, skipping those already stored; runs inside the caller's transaction."""
     rows = _activity_rows(records)
     with conn.cursor() as cur:
+        if not use_copy:
+            _unnest(cur, "activity_events", ACTIVITY_COLUMNS, ACTIVITY_TYPES, rows,
+                    sql.SQL("ON CONFLICT (event_id, time) DO NOTHING"))  # fmt: skip
+            return
         try:
             with conn.transaction():
                 _copy(cur, "activity_events", ACTIVITY_COLUMNS, rows)
@@ -102,7 +132,9 @@ def write_activity(conn: psycopg.Connection[Any], records: Sequence[ActivityReco
         )
 
 
-def write_geo(conn: psycopg.Connection[Any], records: Sequence[GeoRecord], bypass_window: int) -> None:
+def write_geo(
+    conn: psycopg.Connection[Any], records: Sequence[GeoRecord], bypass_window: int, use_copy: bool = True
+) -> None:
     """Insert geo decisions with traveler and bypass inference, skipping those already stored."""
     rows = [
         (r.time, r.event_id, r.community_id, r.user_id, r.country, r.country_code, r.region, r.city,
@@ -111,7 +143,7 @@ def write_geo(conn: psycopg.Connection[Any], records: Sequence[GeoRecord], bypas
     ]  # fmt: skip
     with conn.cursor() as cur:
         cur.execute(_GEO_STAGING)
-        _copy(cur, "geo_staging", GEO_COLUMNS, rows)
+        _fill(cur, "geo_staging", GEO_COLUMNS, GEO_TYPES, rows, use_copy)
         cur.execute(_HOMES)
         cur.execute(_GEO_INSERT, {"window": bypass_window})
 
@@ -121,13 +153,14 @@ def write_batch(
     activities: Sequence[ActivityRecord],
     geos: Sequence[GeoRecord],
     bypass_window: int,
+    use_copy: bool = True,
 ) -> None:
     """Write one batch in one transaction: all of it is stored, or none, with the time ranges it touched
     recorded for the rollup refresh."""
     with conn.transaction():
         if activities:
-            write_activity(conn, activities)
+            write_activity(conn, activities, use_copy)
             record_invalidation(conn, "activity", (r.time for r in activities))
         if geos:
-            write_geo(conn, geos, bypass_window)
+            write_geo(conn, geos, bypass_window, use_copy)
             record_invalidation(conn, "geo", (r.time for r in geos))

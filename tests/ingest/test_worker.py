@@ -175,3 +175,17 @@ def test_geo_over_http_with_location(client: TestClient[Any], database_url: str,
         "SELECT community_id, user_id, country, country_code, region, city, access_result, restriction_scope "
         "FROM geo_access_events",
     ) == [(4, 8, "Germany", "DE", "Berlin", "Berlin", "blocked", "city")]
+
+
+def test_insert_mode_without_copy_writes_the_same_rows(database_url: str) -> None:
+    records = [activity(n, duration=1.5, metadata={"k": n}) for n in range(30)]
+    geos = [geo(0, user=1, country="DE", result="blocked"), geo(5, user=1, country="FR", result="allowed")]
+    with psycopg.connect(database_url) as conn:
+        write_batch(conn, records, geos, 3600, use_copy=False)
+        write_batch(conn, records[:10], [], 3600, use_copy=False)  # redelivered: skipped
+    assert count(database_url) == (30, 30)
+    assert rows(database_url, "SELECT sum(duration), count(*) FILTER (WHERE metadata ? 'k') FROM activity_events") == [
+        (45.0, 30)
+    ]
+    assert rows(database_url, "SELECT country_code, is_traveler, restriction_bypass FROM geo_access_events "
+                "ORDER BY time") == [("DE", False, False), ("FR", True, True)]  # fmt: skip
