@@ -4,7 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test lint typecheck install clean
+TS := tests/timescale
+TS_STAMP := $(TS)/node_modules/.installed
+
+.PHONY: dev test lint typecheck install timescale-harness clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +16,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The TimescaleDB build the timescaledb-engine contract tests run against (npm, versions pinned in the lock file).
+# A failed install is not fatal: those tests are then skipped, naming the reason from the log.
+$(TS_STAMP): $(TS)/package.json $(TS)/package-lock.json
+	@if npm ci --prefix $(TS) --no-audit --no-fund > $(TS)/npm-install.log 2>&1; then touch $@; \
+	else echo "warning: npm ci in $(TS) failed (see $(TS)/npm-install.log): the TimescaleDB contract tests will be skipped"; fi
+
+timescale-harness: $(TS_STAMP)
 
 dev: $(STAMP)
 	$(BIN)/analytics dev
@@ -24,8 +35,8 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
+test: lint typecheck timescale-harness
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(TS)/node_modules $(TS)/npm-install.log

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Literal
+from typing import Any, Literal
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
@@ -66,10 +66,16 @@ def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
+def _connection_options(settings: Settings) -> dict[str, Any]:
+    # psycopg prepares a statement on its 5th execution; None turns that off.
+    return {"prepare_threshold": 5 if settings.db_prepared_statements else None}
+
+
 def async_pool(settings: Settings, url: str) -> AsyncConnectionPool:
     """The API's pool; opened and closed by the application lifespan."""
     return AsyncConnectionPool(
         url,
+        kwargs=_connection_options(settings),
         min_size=settings.db_pool_min,
         max_size=settings.db_pool_max,
         timeout=settings.db_timeout,
@@ -82,6 +88,7 @@ def sync_pool(settings: Settings, url: str) -> ConnectionPool:
     """A worker's pool; the caller opens it on start-up."""
     return ConnectionPool(
         url,
+        kwargs=_connection_options(settings),
         min_size=settings.db_pool_min,
         max_size=settings.db_pool_max,
         timeout=settings.db_timeout,

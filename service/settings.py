@@ -47,6 +47,7 @@ class Settings(
         "db_pool_max": "DATABASE_POOL_MAX",
         "db_timeout": "DATABASE_TIMEOUT",
         "db_wait": "DATABASE_WAIT",
+        "db_prepared_statements": "DATABASE_PREPARED_STATEMENTS",
         "redis_timeout": "REDIS_TIMEOUT",
         "jwt_algorithm": "JWT_ALGORITHM",
         "jwt_secret": "JWT_SECRET",
@@ -93,6 +94,9 @@ class Settings(
     db_wait: Annotated[
         Annotated[float, Meta(ge=0, le=3600)], _doc("Seconds to wait at start-up for PostgreSQL to accept connections")
     ] = 30.0
+    db_prepared_statements: Annotated[
+        bool, _doc("Prepare repeated statements; `false` behind a transaction-pooling PgBouncer")
+    ] = True
     redis_timeout: Annotated[Seconds, _doc("Seconds to wait for Redis to connect or answer")] = 2.0
     jwt_algorithm: Annotated[Literal["HS256", "RS256"], _doc("JWT signature algorithm")] = "HS256"
     jwt_secret: Annotated[str | None, _doc("HS256 shared secret (at least 32 characters)")] = None

@@ -45,10 +45,17 @@ def act(when: datetime, community: int | None, user: int | None, kind: str = "vi
     return ActivityRecord(**fields)
 
 
-def store(database_url: str, activities: Sequence[ActivityRecord] = (), geos: Sequence[GeoRecord] = ()) -> None:
-    """Write records through the ingest worker's write path (as one batch)."""
-    with psycopg.connect(database_url) as conn:
-        write_batch(conn, activities, geos, 3600)
+def store(
+    database_url: str,
+    activities: Sequence[ActivityRecord] = (),
+    geos: Sequence[GeoRecord] = (),
+    use_copy: bool = True,
+    batch: int = 1000,
+) -> None:
+    """Write records through the ingest worker's write path, in batches of `batch`."""
+    with psycopg.connect(database_url, prepare_threshold=None) as conn:
+        for i in range(0, max(len(activities), len(geos)), batch):
+            write_batch(conn, activities[i : i + batch], geos[i : i + batch], 3600, use_copy)
 
 
 def refresh_rollups(database_url: str) -> None:

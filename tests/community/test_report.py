@@ -9,39 +9,42 @@ import psycopg
 import pytest
 from litestar.testing import TestClient
 
+from service.ingest.schemas import ActivityRecord
 from tests.support import act, at, refresh_rollups, store
 
-C = 7  # the community under test
+C = 7  # the community of the report fixture
+P = 9  # the community of the patterns fixture
 OTHER = 8
 
 
-def seed_report(database_url: str) -> None:
-    store(
-        database_url,
-        [
-            # Previous window (days 15..8 before today): members 1, 2, 3, 4 active once each.
-            *(act(at(10, 12), C, user) for user in (1, 2, 3, 4)),
-            # Current window (days 7..0 before today).
-            # Member 1, day -2: 10:00 view, 10:20 like, 10:45 view -> one visit of 45 min (gaps 20 and 25 min);
-            # then 12:00 view -> a new visit (75 min later) of 0 min.
-            act(at(2, 10, 0), C, 1, "view"),
-            act(at(2, 10, 20), C, 1, "like"),
-            act(at(2, 10, 45), C, 1, "view"),
-            act(at(2, 12, 0), C, 1, "view"),
-            # Member 2, day -1: 09:00 view, 09:10 post -> a visit of 10 min.
-            act(at(1, 9, 0), C, 2, "view"),
-            act(at(1, 9, 10), C, 2, "post"),
-            # Member 5, day -3: 15:00 join, 15:30 view -> exactly 30 min apart: still one visit, 30 min.
-            act(at(3, 15, 0), C, 5, "join"),
-            act(at(3, 15, 30), C, 5, "view"),
-            # An anonymous view counts as a view, not as a visitor.
-            act(at(1, 13, 0), C, None, "view"),
-            # Another community's member: not ours.
-            act(at(1, 13, 0), OTHER, 6, "view"),
-            # Older than both windows: ignored.
-            act(at(30, 8, 0), C, 9, "view"),
-        ],
-    )
+def report_events() -> list[ActivityRecord]:
+    """The report fixture; the expected figures are worked out in `expected_report`."""
+    return [
+        # Previous window (days 15..8 before today): members 1, 2, 3, 4 active once each.
+        *(act(at(10, 12), C, user) for user in (1, 2, 3, 4)),
+        # Current window (days 7..0 before today).
+        # Member 1, day -2: 10:00 view, 10:20 like, 10:45 view -> one visit of 45 min (gaps 20 and 25 min);
+        # then 12:00 view -> a new visit (75 min later) of 0 min.
+        act(at(2, 10, 0), C, 1, "view"),
+        act(at(2, 10, 20), C, 1, "like"),
+        act(at(2, 10, 45), C, 1, "view"),
+        act(at(2, 12, 0), C, 1, "view"),
+        # Member 2, day -1: 09:00 view, 09:10 post -> a visit of 10 min.
+        act(at(1, 9, 0), C, 2, "view"),
+        act(at(1, 9, 10), C, 2, "post"),
+        # Member 5, day -3: 15:00 join, 15:30 view -> exactly 30 min apart: still one visit, 30 min.
+        act(at(3, 15, 0), C, 5, "join"),
+        act(at(3, 15, 30), C, 5, "view"),
+        # An anonymous view counts as a view, not as a visitor.
+        act(at(1, 13, 0), C, None, "view"),
+        # Another community's member: not ours.
+        act(at(1, 13, 0), OTHER, 6, "view"),
+        # Older than both windows: ignored.
+        act(at(30, 8, 0), C, 9, "view"),
+    ]
+
+
+def store_presence(database_url: str) -> None:
     with psycopg.connect(database_url) as conn:
         conn.execute(
             "INSERT INTO community_presence_daily (community_id, day, peak_online, average_online) VALUES "
@@ -50,12 +53,13 @@ def seed_report(database_url: str) -> None:
         )
 
 
-def test_report(client: TestClient[Any], database_url: str) -> None:
-    seed_report(database_url)
-    refresh_rollups(database_url)
-    response = client.get(f"/api/community-analytics/{C}/report/?days=7")
-    assert response.status_code == 200
-    assert response.json() == {
+def seed_report(database_url: str) -> None:
+    store(database_url, report_events())
+    store_presence(database_url)
+
+
+def expected_report() -> dict[str, Any]:
+    return {
         "community_id": C,
         "date_range": {"start": at(7, 0).date().isoformat(), "end": at(0, 0).date().isoformat()},
         "total_views": 6,  # member 1: 3, member 2: 1, member 5: 1, anonymous: 1
@@ -64,6 +68,14 @@ def test_report(client: TestClient[Any], database_url: str) -> None:
         "average_session_duration": 21.25,  # (45 + 0 + 10 + 30) / 4 minutes
         "member_retention": 50.0,  # of members 1-4 (previous window), 1 and 2 came back
     }
+
+
+def test_report(client: TestClient[Any], database_url: str) -> None:
+    seed_report(database_url)
+    refresh_rollups(database_url)
+    response = client.get(f"/api/community-analytics/{C}/report/?days=7")
+    assert response.status_code == 200
+    assert response.json() == expected_report()
 
 
 def test_late_event_changes_the_report_after_a_refresh(client: TestClient[Any], database_url: str) -> None:
@@ -116,19 +128,17 @@ def test_days_is_validated(client: TestClient[Any], days: str) -> None:
     assert response.json()["errors"][0]["field"] == "days"
 
 
-def test_activity_patterns(client: TestClient[Any], database_url: str) -> None:
-    store(
-        database_url,
-        [
-            *(act(at(1, 10, m), C, 1) for m in (0, 10, 20)),  # 3 events, day -1, 10h
-            act(at(1, 14, 0), C, 2),  # 1 event, day -1, 14h
-            *(act(at(8, 10, m), C, 3) for m in (0, 30)),  # 2 events, day -8, 10h
-            *(act(at(8, 22, m), C, 4) for m in range(5)),  # 5 events, day -8, 22h
-            act(at(1, 3, 0), OTHER, 5),  # another community
-        ],
-    )
-    refresh_rollups(database_url)
-    body = client.get(f"/api/community-analytics/{C}/activity-patterns/?days=30").json()
+def pattern_events() -> list[ActivityRecord]:
+    return [
+        *(act(at(1, 10, m), P, 1) for m in (0, 10, 20)),  # 3 events, day -1, 10h
+        act(at(1, 14, 0), P, 2),  # 1 event, day -1, 14h
+        *(act(at(8, 10, m), P, 3) for m in (0, 30)),  # 2 events, day -8, 10h
+        *(act(at(8, 22, m), P, 4) for m in range(5)),  # 5 events, day -8, 22h
+        act(at(1, 3, 0), OTHER, 5),  # another community
+    ]
+
+
+def check_patterns(body: dict[str, Any]) -> None:
     hourly = {h["hour"]: h["events"] for h in body["hourly"] if h["events"]}
     assert hourly == {10: 5, 14: 1, 22: 5}
     assert len(body["hourly"]) == 24
@@ -143,3 +153,9 @@ def test_activity_patterns(client: TestClient[Any], database_url: str) -> None:
         return (day - timedelta(days=day.weekday())).isoformat()
 
     assert body["weekly"] == [{"week_start": monday(8), "events": 7}, {"week_start": monday(1), "events": 4}]
+
+
+def test_activity_patterns(client: TestClient[Any], database_url: str) -> None:
+    store(database_url, pattern_events())
+    refresh_rollups(database_url)
+    check_patterns(client.get(f"/api/community-analytics/{P}/activity-patterns/?days=30").json())

@@ -22,9 +22,9 @@ def attempt(when: datetime, result: str, country: str, code: str, region: str | 
     )  # fmt: skip
 
 
-def seed(database_url: str) -> None:
+def geo_records() -> list[GeoRecord]:
     """450 attempts, 127 blocked: 60 Berlin, 40 Paris, 27 Munich; 323 allowed from the US, 15 by travelers."""
-    records = [
+    return [
         *(attempt(at(1, 10), "blocked", "Germany", "DE", "Berlin", "Berlin") for _ in range(60)),
         *(attempt(at(1, 11), "blocked", "France", "FR", "Ile-de-France", "Paris") for _ in range(40)),
         *(attempt(at(2, 9), "blocked", "Germany", "DE", "Bavaria", "Munich") for _ in range(27)),
@@ -34,13 +34,13 @@ def seed(database_url: str) -> None:
         attempt(at(1, 12), "blocked", "Germany", "DE", "Berlin", "Berlin", community=C + 1),  # another community
         attempt(at(40, 12), "blocked", "Germany", "DE", "Berlin", "Berlin"),  # outside the 30 days
     ]
-    store(database_url, geos=records)
 
 
-def test_effectiveness(client: TestClient[Any], database_url: str) -> None:
-    seed(database_url)
-    refresh_rollups(database_url)
-    body = client.get(f"/api/geo-analytics/{C}/effectiveness/?days=30").json()
+def seed(database_url: str) -> None:
+    store(database_url, geos=geo_records())
+
+
+def check_effectiveness(body: dict[str, Any]) -> None:
     assert body["restriction_effectiveness"] == {
         "total_attempts": 450,
         "blocked_attempts": 127,
@@ -53,6 +53,12 @@ def test_effectiveness(client: TestClient[Any], database_url: str) -> None:
         {"country": "Germany", "country_code": "DE", "city": "Munich", "blocked_attempts": 27},
     ]
     assert body["traveler_attempts"] == 15
+
+
+def test_effectiveness(client: TestClient[Any], database_url: str) -> None:
+    seed(database_url)
+    refresh_rollups(database_url)
+    check_effectiveness(client.get(f"/api/geo-analytics/{C}/effectiveness/?days=30").json())
     assert client.get(f"/api/geo-analytics/{C}/effectiveness/?days=30&limit=1").json()["top_blocked_locations"] == [
         {"country": "Germany", "country_code": "DE", "city": "Berlin", "blocked_attempts": 60}
     ]
