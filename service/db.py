@@ -47,13 +47,16 @@ class DatabaseUnavailable(Exception):
     """PostgreSQL could not be reached in the time allowed."""
 
 
-def connect(url: str, wait: float = 0.0, autocommit: bool = True) -> psycopg.Connection:
-    """One connection, retrying for up to `wait` seconds while the server is starting or unreachable."""
+def connect(url: str, wait: float = 0.0, autocommit: bool = True, prepared: bool = True) -> psycopg.Connection:
+    """One connection, retrying for up to `wait` seconds while the server is starting or unreachable;
+    `prepared=False` turns psycopg's automatic prepared statements off (DATABASE_PREPARED_STATEMENTS)."""
     deadline = time.monotonic() + wait
     delay = 0.1
     while True:
         try:
-            return psycopg.connect(url, autocommit=autocommit, connect_timeout=5)
+            return psycopg.connect(
+                url, autocommit=autocommit, connect_timeout=5, prepare_threshold=5 if prepared else None
+            )
         except psycopg.OperationalError as exc:
             if time.monotonic() + delay > deadline:
                 raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {_first_line(exc)}") from None

@@ -59,7 +59,7 @@ def run(settings: Settings) -> int:
             servers.append(redis_server)
             redis_server.start()
             env["REDIS_URL"] = redis_server.url
-        with connect(env["DATABASE_URL"], wait=settings.db_wait) as conn:
+        with connect(env["DATABASE_URL"], settings.db_wait, prepared=settings.db_prepared_statements) as conn:
             engine = detect_engine(conn)
             outcome = migrate(conn, engine)
         log.info("engine %s; migrations applied now: %s", engine, ", ".join(outcome.applied) or "none")
