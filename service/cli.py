@@ -1,4 +1,4 @@
-"""The `analytics` command: dev, serve, migrate, ingest, worker."""
+"""The `analytics` command: dev, serve, migrate, ingest, worker, bench."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     _require(settings, "database_url")
     assert settings.database_url is not None
-    with connect(settings.database_url, wait=settings.db_wait) as conn:
+    with connect(settings.database_url, settings.db_wait, prepared=settings.db_prepared_statements) as conn:
         engine = detect_engine(conn)
         outcome = migrate(conn, engine)
     if outcome.applied:
@@ -76,6 +76,23 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
+    from service import bench
+
+    options = bench.Options(duration=args.duration, connections=args.connections, events=args.events)
+    return bench.run(settings, args.target, options)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="analytics", description="Community analytics service.")
     p.add_argument("--version", action="version", version=f"analytics {__version__}")
@@ -86,6 +103,18 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("ingest", help="run the ingest worker (stream -> raw tables)")
     worker = sub.add_parser("worker", help="run the huey worker (periodic tasks)")
     worker.add_argument("--threads", type=int, default=2, help="worker threads (default 2)")
+    bench = sub.add_parser(
+        "bench",
+        help="measure throughput beside baselines of the same run (starts its own servers unless URLs are set)",
+    )
+    bench.add_argument("target", choices=["ingest"], help="what to measure: ingest (tracking and stream -> table)")
+    bench.add_argument(
+        "--duration", type=_positive, default=10, metavar="SECONDS", help="seconds per HTTP measurement (default 10)"
+    )
+    bench.add_argument("--connections", type=_positive, default=64, help="wrk connections (default 64)")
+    bench.add_argument(
+        "--events", type=_positive, default=200_000, help="events put through the stream -> table path (default 200000)"
+    )
     return p
 
 
@@ -95,6 +124,7 @@ COMMANDS = {
     "migrate": cmd_migrate,
     "ingest": cmd_ingest,
     "worker": cmd_worker,
+    "bench": cmd_bench,
 }
 
 

@@ -8,10 +8,11 @@ This is the only module that knows the key formats. Every key but the stream exp
     analytics:counts:{YYYY-MM-DD}             HASH  `<kind>_count` -> events that day, platform-wide
     analytics:counts:{YYYY-MM-DD}:{community} HASH  `<kind>_count` and `events` -> that day, one community
     analytics:seen:{event id}                 STR   a client-chosen event id accepted in the last day
-    analytics:events                          STREAM accepted events, read by the `ingest` consumer group
+    analytics:events                          STREAM accepted events, one entry per flush (field i: kind byte +
+                                                     msgpack record), read by the `ingest` consumer group
 
-Each accepted event costs one EVALSHA of `_TRACK` (updates the live keys and appends to the stream
-atomically). Requests arriving together share one pipeline round trip (`LiveWriter`).
+Requests arriving together share one EVALSHA of `_TRACK` (`LiveWriter`), which updates the live keys and
+appends their events to the stream as one entry, atomically.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from uuid import UUID
 
 import msgspec
@@ -35,55 +37,75 @@ log = logging.getLogger(__name__)
 STREAM = "analytics:events"
 GROUP = "ingest"
 DEAD_LETTERS = "analytics:events:dead"
-KIND_ACTIVITY = b"a"
+KIND_ACTIVITY = b"a"  # first byte of a stream entry field: what the msgpack record after it is
 KIND_GEO = b"g"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 PRESENCE_WINDOW = 300  # seconds: "online" means any activity in the last 5 minutes
 ACTIVITY_WINDOW = 900  # seconds: the activity score compares the last 15 minutes ...
 SCORE_HISTORY_DAYS = 7  # ... with the average 15 minutes of the previous 7 days
 DAY_TTL = 9 * 86400  # daily keys outlive the 7-day history and a late snapshot
 
+# One call per flush: every event of the flush updates the live keys, the events not seen before go into stream
+# entries of up to 1,000 events (field i: kind byte + msgpack record), and expirations and peaks are settled
+# once per key. A request's events are thus applied all at once or not at all.
+# The script builds its key names, so it needs a single Redis (Redis Cluster would need one-slot keys).
 _TRACK = """
--- KEYS: presence, peaks, minute counter, day counts, community day counts, stream, seen marker
--- ARGV: now, event time, user, community, count field, kind, payload, day ttl, live ('1': presence and minutes),
---       '1' when the client chose the event id (a retry within a day is then ignored)
-if ARGV[10] == '1' and not redis.call('SET', KEYS[7], '1', 'NX', 'EX', 86400) then
-  return false
-end
-local now, at = tonumber(ARGV[1]), tonumber(ARGV[2])
-local user, community, live = ARGV[3], ARGV[4], ARGV[9] == '1'
-local ttl = tonumber(ARGV[8])
-if live and community ~= '' then
-  if user ~= '' and at > now - 300 then
-    redis.call('ZADD', KEYS[1], 'GT', at, user)
-    redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 300)
-    redis.call('EXPIRE', KEYS[1], 600)
-    local online = redis.call('ZCARD', KEYS[1])
-    if online > tonumber(redis.call('HGET', KEYS[2], community) or '0') then
-      redis.call('HSET', KEYS[2], community, online)
+-- ARGV: now, today, day ttl, then 8 values per event:
+--   event time, its day, community or '', user or '', counter field, client event id or '', live '1'/'0', payload
+local now, today, ttl = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
+local expire, present, fields = {}, {}, {}
+for i = 4, #ARGV, 8 do
+  local at, day, community, user = tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local field, event_id, live, payload = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6] == '1', ARGV[i + 7]
+  if event_id == '' or redis.call('SET', 'analytics:seen:' .. event_id, '1', 'NX', 'EX', 86400) then
+    local counts = 'analytics:counts:' .. day
+    redis.call('HINCRBY', counts, field, 1)
+    expire[counts] = ttl
+    if community ~= '' then
+      counts = counts .. ':' .. community
+      redis.call('HINCRBY', counts, field, 1)
+      redis.call('HINCRBY', counts, 'events', 1)
+      expire[counts] = ttl
+      if live and user ~= '' and at > now - 300 then
+        redis.call('ZADD', 'analytics:presence:' .. community, 'GT', at, user)
+        present[community] = true
+      end
+      if live and at > now - 900 then
+        local minute = 'analytics:activity:' .. community .. ':' .. math.floor(at / 60)
+        redis.call('INCR', minute)
+        expire[minute] = 1200
+      end
     end
-    redis.call('EXPIRE', KEYS[2], ttl)
-  end
-  if at > now - 900 then
-    redis.call('INCR', KEYS[3])
-    redis.call('EXPIRE', KEYS[3], 1200)
+    fields[#fields + 1] = tostring(#fields / 2)
+    fields[#fields + 1] = payload
   end
 end
-redis.call('HINCRBY', KEYS[4], ARGV[5], 1)
-redis.call('EXPIRE', KEYS[4], ttl)
-if community ~= '' then
-  redis.call('HINCRBY', KEYS[5], ARGV[5], 1)
-  redis.call('HINCRBY', KEYS[5], 'events', 1)
-  redis.call('EXPIRE', KEYS[5], ttl)
+local peaks = 'analytics:peak:' .. today
+for community in pairs(present) do
+  local presence = 'analytics:presence:' .. community
+  redis.call('ZREMRANGEBYSCORE', presence, '-inf', now - 300)
+  redis.call('EXPIRE', presence, 600)
+  local online = redis.call('ZCARD', presence)
+  if online > tonumber(redis.call('HGET', peaks, community) or '0') then
+    redis.call('HSET', peaks, community, online)
+  end
+  expire[peaks] = ttl
 end
-return redis.call('XADD', KEYS[6], '*', 'k', ARGV[6], 'v', ARGV[7])
+for key, seconds in pairs(expire) do
+  redis.call('EXPIRE', key, seconds)
+end
+for first = 1, #fields, 2000 do  -- at most 1,000 events per entry (and per unpack)
+  redis.call('XADD', 'analytics:events', '*', unpack(fields, first, math.min(first + 1999, #fields)))
+end
+return redis.call('XLEN', 'analytics:events')
 """
 
 _encoder = msgspec.msgpack.Encoder()
 
 
 class Backlogged(Exception):
-    """The ingest stream holds more waiting events than allowed."""
+    """The ingest stream holds more waiting entries than allowed."""
 
 
 def presence_key(community_id: int) -> str:
@@ -102,34 +124,32 @@ def counts_key(day: str, community_id: int | None = None) -> str:
     return f"analytics:counts:{day}" if community_id is None else f"analytics:counts:{day}:{community_id}"
 
 
+@lru_cache(maxsize=64)
+def _day_of(day_number: int) -> str:
+    return (EPOCH + timedelta(days=day_number)).strftime("%Y-%m-%d")
+
+
 def _day(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
+    return _day_of(int(ts // 86400))
 
 
-def track_call(record: ActivityRecord | GeoRecord, now: float, client_id: bool) -> tuple[list[str], list[str | bytes]]:
-    """KEYS and ARGV of `_TRACK` for one record; `client_id`: the client chose its event id."""
+def encode(record: ActivityRecord | GeoRecord) -> bytes:
+    """A record as stored in a stream entry field: its kind byte, then msgpack."""
+    return (KIND_ACTIVITY if isinstance(record, ActivityRecord) else KIND_GEO) + _encoder.encode(record)
+
+
+def track_args(record: ActivityRecord | GeoRecord, client_id: bool) -> list[str | bytes]:
+    """The 8 per-event values of `_TRACK`; `client_id`: the client chose the event id (retries are dropped)."""
     at = record.time.timestamp()
-    community = record.community_id
     if isinstance(record, ActivityRecord):
-        kind, field, live = KIND_ACTIVITY, f"{record.activity_type}_count", "1"
+        field, live = f"{record.activity_type}_count", "1"
     else:
-        kind, field, live = KIND_GEO, f"geo_{record.access_result}_count", "0"
-    day = _day(at)
-    keys = [
-        presence_key(community or 0),
-        peak_key(_day(now)),
-        minute_key(community or 0, int(at // 60)),
-        counts_key(day),
-        counts_key(day, community or 0),
-        STREAM,
-        f"analytics:seen:{record.event_id}",
-    ]
-    args: list[str | bytes] = [
-        repr(now), repr(at), "" if record.user_id is None else str(record.user_id),
-        "" if community is None else str(community), field, kind, _encoder.encode(record), str(DAY_TTL), live,
-        "1" if client_id else "0",
+        field, live = f"geo_{record.access_result}_count", "0"
+    return [
+        repr(at), _day(at), "" if record.community_id is None else str(record.community_id),
+        "" if record.user_id is None else str(record.user_id), field, str(record.event_id) if client_id else "",
+        live, encode(record),
     ]  # fmt: skip
-    return keys, args
 
 
 @dataclass
@@ -140,17 +160,18 @@ class _Pending:
 
 
 class LiveWriter:
-    """Writes accepted events to Redis, sharing one pipeline among the requests that arrive together.
+    """Writes accepted events to Redis, sharing one script call among the requests that arrive together.
 
-    While one pipeline is in flight, new requests queue up; the next pipeline takes them all. Under load this
-    turns many small round trips into few large ones (group commit), without delaying a lone request.
+    While one call is in flight, new requests queue up; the next call takes them all (up to `max_events`) and
+    puts them in one stream entry. Under load this turns many small round trips into few large ones (group
+    commit), without delaying a lone request.
     """
 
-    def __init__(self, client: aioredis.Redis, max_backlog: int, max_pipeline: int = 2000) -> None:
+    def __init__(self, client: aioredis.Redis, max_backlog: int, max_events: int = 1000) -> None:
         self.client = client
         self.max_backlog = max_backlog
-        self.max_pipeline = max_pipeline
-        self.backlog = 0  # stream length seen by the last pipeline
+        self.max_events = max_events
+        self.backlog = 0  # stream entries seen by the last call
         self._sha: str | None = None
         self._queue: list[_Pending] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -162,7 +183,7 @@ class LiveWriter:
         skipped when the same id was accepted in the last day: a retried request is stored once.
         """
         if self.backlog > self.max_backlog:
-            raise Backlogged(f"{self.backlog} events wait for ingest (limit {self.max_backlog})")
+            raise Backlogged(f"{self.backlog} stream entries wait for ingest (limit {self.max_backlog})")
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(records, client_ids or set(), done))
         if self._flusher is None:
@@ -174,7 +195,7 @@ class LiveWriter:
             while self._queue:
                 batch: list[_Pending] = []
                 taken = 0
-                while self._queue and (not batch or taken + len(self._queue[0].records) <= self.max_pipeline):
+                while self._queue and (not batch or taken + len(self._queue[0].records) <= self.max_events):
                     item = self._queue.pop(0)
                     batch.append(item)
                     taken += len(item.records)
@@ -192,26 +213,19 @@ class LiveWriter:
             self._flusher = None
 
     async def _execute(self, batch: list[_Pending]) -> None:
+        now = time.time()
+        args: list[str | bytes] = [repr(now), _day(now), str(DAY_TTL)]
+        for item in batch:
+            for record in item.records:
+                args += track_args(record, record.event_id in item.client_ids)
         if self._sha is None:
             self._sha = await self.client.script_load(_TRACK)
-        now = time.time()
-        for attempt in range(2):
-            pipe = self.client.pipeline(transaction=False)
-            for item in batch:
-                for record in item.records:
-                    keys, args = track_call(record, now, record.event_id in item.client_ids)
-                    pipe.evalsha(self._sha, len(keys), *keys, *args)
-            pipe.xlen(STREAM)
-            results = await pipe.execute(raise_on_error=False)
-            errors = [r for r in results if isinstance(r, Exception)]
-            if not errors:
-                self.backlog = int(results[-1])
-                return
-            if attempt == 0 and all(isinstance(e, NoScriptError) for e in errors):
-                # Redis lost its script cache (restart, SCRIPT FLUSH): nothing ran; load it and go again.
-                self._sha = await self.client.script_load(_TRACK)
-                continue
-            raise errors[0]
+        try:
+            self.backlog = int(await self.client.evalsha(self._sha, 0, *args))
+        except NoScriptError:
+            # Redis lost its script cache (restart, SCRIPT FLUSH): nothing ran; load it and go again.
+            self._sha = await self.client.script_load(_TRACK)
+            self.backlog = int(await self.client.evalsha(self._sha, 0, *args))
 
 
 async def ensure_group(client: aioredis.Redis) -> None:

@@ -134,9 +134,16 @@ class Settings(
         ),
     ] = 3600
     ingest_max_backlog: Annotated[
-        int, Meta(ge=1, description="Stream entries waiting for the ingest worker above which tracking answers 503")
-    ] = 1_000_000
-    ingest_batch_size: Annotated[int, Meta(ge=1, le=100_000, description="Stream entries read per ingest batch")] = 1000
+        int,
+        Meta(
+            ge=1,
+            description="Stream entries (each up to 1,000 events accepted together) waiting for ingest above "
+            "which tracking answers 503",
+        ),
+    ] = 100_000
+    ingest_batch_size: Annotated[
+        int, Meta(ge=1, le=100_000, description="Stream entries read per ingest batch (each up to 1,000 events)")
+    ] = 100
     ingest_claim_idle: Annotated[
         float, Meta(gt=0, le=86400, description="Seconds an entry stays pending before another consumer takes it over")
     ] = 60.0

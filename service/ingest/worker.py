@@ -70,7 +70,7 @@ class IngestWorker:
 
     def step(self, block_ms: int = 1000) -> int:
         """Process one batch: this consumer's own pending entries first, then stale ones of others, then new
-        ones (waiting up to `block_ms`). Returns how many entries were handled."""
+        ones (waiting up to `block_ms`). Returns how many events the entries held."""
         entries = self._read("0", block_ms=None)  # left pending by a previous life of this consumer
         if not entries and time.monotonic() - self._last_claim > self.settings.ingest_claim_idle / 2:
             entries = self._claim()
@@ -80,7 +80,7 @@ class IngestWorker:
             self._process(entries)
         if time.monotonic() - self._last_trim > 1.0:
             self._trim()
-        return len(entries)
+        return sum(len(fields) for _, fields in entries)
 
     def _read(self, start: str, block_ms: int | None) -> list[Entry]:
         answer: Any = self.client.xreadgroup(
@@ -107,36 +107,37 @@ class IngestWorker:
     def _process(self, entries: list[Entry]) -> None:
         activities: list[ActivityRecord] = []
         geos: list[GeoRecord] = []
-        activity_entries: list[Entry] = []
-        geo_entries: list[Entry] = []
-        dead: list[tuple[Entry, str]] = []
+        # Where each record came from, for dead letters: (entry, its field), in the order _store() indexes them.
+        activity_sources: list[tuple[Entry, bytes]] = []
+        geo_sources: list[tuple[Entry, bytes]] = []
+        dead: list[tuple[Entry, bytes, str]] = []
         for entry in entries:
-            fields = entry[1]
-            try:
-                kind, value = fields[b"k"], fields[b"v"]
-                if kind == KIND_ACTIVITY:
-                    activities.append(_activity.decode(value))
-                    activity_entries.append(entry)
-                elif kind == KIND_GEO:
-                    geos.append(_geo.decode(value))
-                    geo_entries.append(entry)
-                else:
-                    dead.append((entry, f"unknown kind {kind!r}"))
-            except (KeyError, msgspec.DecodeError) as exc:
-                dead.append((entry, f"undecodable: {exc}"))
+            for name, value in entry[1].items():
+                kind, payload = value[:1], memoryview(value)[1:]
+                try:
+                    if kind == KIND_ACTIVITY:
+                        activities.append(_activity.decode(payload))
+                        activity_sources.append((entry, name))
+                    elif kind == KIND_GEO:
+                        geos.append(_geo.decode(payload))
+                        geo_sources.append((entry, name))
+                    else:
+                        dead.append((entry, name, f"unknown kind {kind!r}"))
+                except msgspec.DecodeError as exc:
+                    dead.append((entry, name, f"undecodable: {exc}"))
         refused = self._store(activities, geos)
         if refused is None:
             return  # stopping while the database is unreachable: leave everything pending
-        stored_entries = activity_entries + geo_entries  # the order _store() indexes records in
-        dead += [(stored_entries[i], reason) for i, reason in refused]
+        sources = activity_sources + geo_sources
+        dead += [(*sources[i], reason) for i, reason in refused]
         pipe = self.client.pipeline(transaction=True)
-        for entry, reason in dead:
-            letter: dict[Any, Any] = {**entry[1], b"error": reason.encode(), b"id": entry[0]}
+        for (entry_id, fields), name, reason in dead:
+            letter: dict[Any, Any] = {b"v": fields[name], b"error": reason.encode(), b"entry": entry_id, b"field": name}
             pipe.xadd(DEAD_LETTERS, letter)
         pipe.xack(STREAM, GROUP, *[entry_id for entry_id, _ in entries])
         pipe.execute()
         if dead:
-            log.error("moved %d entries to %s; first: %s", len(dead), DEAD_LETTERS, dead[0][1])
+            log.error("moved %d records to %s; first: %s", len(dead), DEAD_LETTERS, dead[0][2])
         self.ingested += len(activities) + len(geos) - len(refused)
 
     def _store(self, activities: list[ActivityRecord], geos: list[GeoRecord]) -> list[tuple[int, str]] | None:

@@ -42,7 +42,7 @@ def start_worker(database_url: str, redis_url: str, log: Path) -> subprocess.Pop
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "INGEST_CONSUMER": "fault-worker",
-        "INGEST_BATCH_SIZE": "500",
+        "INGEST_BATCH_SIZE": "2",  # stream entries of 1,000 events each: 15 batches
     }
     with log.open("ab") as out:
         return subprocess.Popen([sys.executable, "-m", "service", "ingest"], cwd=ROOT, env=env, stdout=out,

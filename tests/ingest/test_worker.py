@@ -80,12 +80,13 @@ def test_entries_are_acknowledged_after_commit(database_url: str, redis_url: str
 def test_a_dead_consumers_pending_entries_are_taken_over(
     database_url: str, redis_url: str, make_worker: MakeWorker, settings_for: Callable[..., Settings]
 ) -> None:
-    enqueue(redis_url, [activity(n) for n in range(20)])
+    for start in (0, 10):  # two requests: two stream entries of 10 events
+        enqueue(redis_url, [activity(n) for n in range(start, start + 10)])
     client = redis.Redis.from_url(redis_url)
     make_worker("first").ensure_group()
     # "first" reads the entries and dies before writing them: they stay pending on it.
     client.xreadgroup(GROUP, "first", {STREAM: ">"}, count=100)
-    assert client.xpending(STREAM, GROUP)["pending"] == 20
+    assert client.xpending(STREAM, GROUP)["pending"] == 2
     fast = settings_for(database_url, redis_url, INGEST_CLAIM_IDLE="0.001")
     second = make_worker("second", settings=fast)
     assert drain(second) == 20
@@ -108,16 +109,17 @@ def test_undecodable_and_refused_entries_go_to_dead_letters(
 ) -> None:
     worker = make_worker()
     client = redis.Redis.from_url(redis_url)
-    client.xadd(STREAM, {"k": "a", "v": b"\x00garbage"})
+    client.xadd(STREAM, {"0": b"a\x00garbage", "1": b"zwhat"})
     # Valid for the stream, refused by the table's CHECK (a type the API would never accept).
     enqueue(redis_url, [activity(1), activity(2, activity_type="teleport"), activity(3)])
-    assert drain(worker) == 4
+    assert drain(worker) == 5
     assert count(database_url) == (2, 2)
     letters = client.xrange(DEAD_LETTERS)
-    assert len(letters) == 2
+    assert len(letters) == 3
     reasons = sorted(fields[b"error"].decode() for _, fields in letters)
     assert reasons[0].startswith("new row for relation") and "check constraint" in reasons[0]
     assert reasons[1].startswith("undecodable")
+    assert reasons[2] == "unknown kind b'z'"
     assert client.xpending(STREAM, GROUP)["pending"] == 0
 
 
