@@ -24,9 +24,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from typing import Any
 from uuid import UUID
 
 import msgspec
+import redis
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, ResponseError
 
@@ -291,3 +293,15 @@ async def realtime(client: aioredis.Redis, community_id: int, now: float | None 
         recent_events=recent,
         baseline_events=round(baseline, 2),
     )
+
+
+def stream_events(client: redis.Redis) -> int:
+    """How many events the stream holds (every field of an entry is one event); reads it all, for checks."""
+    total, start = 0, "-"
+    while True:
+        entries: Any = client.xrange(STREAM, min=start, count=1000)
+        if not entries:
+            return total
+        total += sum(len(fields) for _, fields in entries)
+        last = entries[-1][0]
+        start = "(" + (last.decode() if isinstance(last, bytes) else str(last))

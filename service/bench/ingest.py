@@ -38,7 +38,7 @@ from service.ingest.records import activity_record
 from service.ingest.schemas import ActivityRecord, TrackActivity
 from service.ingest.worker import IngestWorker
 from service.ingest.writer import ACTIVITY_COLUMNS
-from service.live import STREAM, LiveWriter
+from service.live import LiveWriter, stream_events
 from service.localstack import Child, PostgresServer, RedisServer, StackError, ensure_binaries, free_port
 from service.migrations import migrate
 from service.settings import Settings
@@ -502,25 +502,28 @@ def raw_copy(database_url: str, records: Sequence[ActivityRecord]) -> float:
 
 
 def drain_stream(settings: Settings, expected: int) -> float:
-    """Time an IngestWorker calling `step()` until it stored `expected` events; the seconds it took."""
+    """Time an IngestWorker's own loop (`run()`, reading ahead while it writes) until it stored `expected`
+    events; the seconds it took."""
     assert settings.database_url is not None and settings.redis_url is not None
     pool = sync_pool(settings, settings.database_url)
     pool.open(wait=True)
     client = redis.Redis.from_url(settings.redis_url)
+    worker = IngestWorker(settings, pool, client, "bench", threading.Event())
+    runner = threading.Thread(target=worker.run, name="bench-ingest")
     try:
-        worker = IngestWorker(settings, pool, client, "bench", threading.Event())
-        worker.ensure_group()
-        idle = 0
         start = time.perf_counter()
+        runner.start()
+        last, last_change = 0, start
         while worker.ingested < expected:
-            if worker.step(block_ms=100):
-                idle = 0
-                continue
-            idle += 1
-            if idle >= 20:
+            time.sleep(0.005)
+            if worker.ingested != last:
+                last, last_change = worker.ingested, time.perf_counter()
+            elif time.perf_counter() - last_change > 5 or not runner.is_alive():
                 raise BenchError(f"the stream ran dry after {worker.ingested:,} of {expected:,} events were stored")
         return time.perf_counter() - start
     finally:
+        worker.stop.set()
+        runner.join(30)
         pool.close()
         client.close()
 
@@ -784,7 +787,7 @@ def _benchmark(
     answered += BATCH_SIZE * (batch_warmup.requests + batch.requests)
     client = redis.Redis.from_url(redis_url)
     try:
-        streamed = int(client.xlen(STREAM))
+        streamed = stream_events(client)
     finally:
         client.close()
     progress.note(f"the stream holds {streamed:,} events; wrk saw {answered:,} events answered")
@@ -806,7 +809,7 @@ def _benchmark(
     reset_table(database_url)
     wait_for_redis_persistence(redis_url)
     with (
-        progress.step(f"IngestWorker.step() until {options.events:,} events are stored"),
+        progress.step(f"IngestWorker.run() until {options.events:,} events are stored"),
         load.watch("ingest worker", progress),
     ):
         drain_seconds = drain_stream(settings, options.events)
@@ -840,7 +843,7 @@ def _benchmark(
         "requests/s of the minimal route (one event per request)",
         f"latency p50 / p99: minimal {base.p50_ms:.1f} / {base.p99_ms:.1f} ms, single {single.p50_ms:.1f} / "
         f"{single.p99_ms:.1f} ms, batch {batch.p50_ms:.1f} / {batch.p99_ms:.1f} ms",
-        f"stream -> table: {options.events:,} events; IngestWorker.step() with INGEST_BATCH_SIZE "
+        f"stream -> table: {options.events:,} events; IngestWorker.run() with INGEST_BATCH_SIZE "
         f"{settings.ingest_batch_size:,} until drained ({drain_seconds:.2f} s) vs one COPY in one transaction "
         f"({copy_seconds:.2f} s); stream filled by LiveWriter at {options.events / fill_seconds:,.0f} ev/s "
         "(not part of the ratio)",

@@ -13,7 +13,6 @@ from uuid import UUID
 import msgspec
 import redis.exceptions
 from litestar import Controller, Request, post
-from litestar.di import NamedDependency
 from litestar.status_codes import HTTP_202_ACCEPTED
 
 from service.errors import FieldError, InvalidInput, Unavailable, field_error
@@ -111,6 +110,13 @@ def _prefixed(index: int, field: str) -> str:
     return f"{prefix}.{field}" if field != "body" else prefix
 
 
+def _resources(request: AnyRequest) -> Resources:
+    # The hot path reads the process's resources straight from the app state: Litestar's dependency injection
+    # would cost a signature-model validation per request here.
+    resources: Resources = request.app.state.resources
+    return resources
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -135,7 +141,8 @@ class CommunityTrackController(Controller):
         summary="Track one community activity event",
         operation_class=json_body(TrackActivity, "One activity event"),
     )
-    async def track(self, request: AnyRequest, resources: NamedDependency[Resources]) -> Accepted:
+    async def track(self, request: AnyRequest) -> Accepted:
+        resources = _resources(request)
         now = _now()
         record = await _track_one(
             request, TrackActivity, lambda item: activity_record(item, now, resources.settings), resources
@@ -148,7 +155,8 @@ class CommunityTrackController(Controller):
         summary="Track a list of community activity events, each accepted or rejected on its own",
         operation_class=json_body(list[TrackActivity], "Activity events"),
     )
-    async def track_batch(self, request: AnyRequest, resources: NamedDependency[Resources]) -> BatchAccepted:
+    async def track_batch(self, request: AnyRequest) -> BatchAccepted:
+        resources = _resources(request)
         now = _now()
         return await _track_many(
             request, TrackActivity, lambda item: activity_record(item, now, resources.settings), resources
@@ -167,7 +175,8 @@ class GeoTrackController(Controller):
         summary="Track one geo-restriction access decision",
         operation_class=json_body(TrackGeo, "One access decision; `location`, or `ip`, or neither (client address)"),
     )
-    async def track(self, request: AnyRequest, resources: NamedDependency[Resources]) -> Accepted:
+    async def track(self, request: AnyRequest) -> Accepted:
+        resources = _resources(request)
         record = await _track_one(request, TrackGeo, _geo_maker(request, resources), resources)
         return Accepted(status="accepted", event_id=record.event_id)
 
@@ -177,7 +186,8 @@ class GeoTrackController(Controller):
         summary="Track a list of geo-restriction access decisions, each accepted or rejected on its own",
         operation_class=json_body(list[TrackGeo], "Access decisions"),
     )
-    async def track_batch(self, request: AnyRequest, resources: NamedDependency[Resources]) -> BatchAccepted:
+    async def track_batch(self, request: AnyRequest) -> BatchAccepted:
+        resources = _resources(request)
         return await _track_many(request, TrackGeo, _geo_maker(request, resources), resources)
 
 
@@ -193,7 +203,8 @@ class EventsController(Controller):
         summary="Track a list of platform-level events, each accepted or rejected on its own",
         operation_class=json_body(list[PlatformEvent], "Platform events"),
     )
-    async def track(self, request: AnyRequest, resources: NamedDependency[Resources]) -> BatchAccepted:
+    async def track(self, request: AnyRequest) -> BatchAccepted:
+        resources = _resources(request)
         now = _now()
         return await _track_many(
             request, PlatformEvent, lambda item: activity_record(item, now, resources.settings), resources

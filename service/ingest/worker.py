@@ -15,8 +15,10 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any, TypeVar
 
 import msgspec
 import psycopg
@@ -32,6 +34,7 @@ from service.settings import Settings
 log = logging.getLogger(__name__)
 
 Entry = tuple[bytes, dict[bytes, bytes]]
+T = TypeVar("T")
 _activity = msgspec.msgpack.Decoder(ActivityRecord)
 _geo = msgspec.msgpack.Decoder(GeoRecord)
 MAX_BACKOFF = 30.0
@@ -55,11 +58,42 @@ class IngestWorker:
         self.ingested = 0  # events written (duplicates included) since start
 
     def run(self) -> None:
+        """Consume until `stop` is set. The next batch is read from Redis while the current one is written to
+        PostgreSQL, so neither waits for the other."""
         self._retry_redis(self.ensure_group)
         log.info("ingest worker %r consuming %s (group %s)", self.consumer, STREAM, GROUP)
-        while not self.stop.is_set():
-            self._retry_redis(self.step)
+        # What a previous life of this consumer left pending comes first, before anything is read ahead.
+        while not self.stop.is_set() and self._retry_redis(self._finish_own_pending):
+            pass
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-read") as reader:
+            ahead = reader.submit(self._fetch)
+            while not self.stop.is_set():
+                try:
+                    entries = ahead.result()
+                except redis.ConnectionError as exc:
+                    log.warning("cannot reach Redis (%s); retrying", exc)
+                    self.stop.wait(1.0)
+                    entries = []
+                ahead = reader.submit(self._fetch)
+                if entries:
+                    self._retry_redis(partial(self._process, entries))
+                if time.monotonic() - self._last_trim > 1.0:
+                    self._retry_redis(self._trim)
+            ahead.cancel()
         log.info("ingest worker %r stopped after %d events", self.consumer, self.ingested)
+
+    def _finish_own_pending(self) -> bool:
+        entries = self._read("0", block_ms=None)
+        if entries:
+            self._process(entries)
+        return bool(entries)
+
+    def _fetch(self) -> list[Entry]:
+        """Stale entries of other consumers when it is time to look, else new ones (waiting up to a second)."""
+        entries: list[Entry] = []
+        if time.monotonic() - self._last_claim > self.settings.ingest_claim_idle / 2:
+            entries = self._claim()
+        return entries or self._read(">", block_ms=1000)
 
     def ensure_group(self) -> None:
         try:
@@ -188,16 +222,16 @@ class IngestWorker:
         if floor:
             self.client.xtrim(STREAM, minid=floor, approximate=True)
 
-    def _retry_redis(self, action: Any) -> None:
+    def _retry_redis(self, action: Callable[[], T]) -> T | None:
         delay = 0.5
         while not self.stop.is_set():
             try:
-                action()
-                return
+                return action()
             except redis.ConnectionError as exc:
                 log.warning("cannot reach Redis (%s); retrying in %.1fs", exc, delay)
                 self.stop.wait(delay)
                 delay = min(delay * 2, MAX_BACKOFF)
+        return None
 
 
 def _first_line(exc: BaseException) -> str:

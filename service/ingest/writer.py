@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
 import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
@@ -78,7 +79,7 @@ ON CONFLICT (event_id, time) DO NOTHING
 def _activity_rows(records: Sequence[ActivityRecord]) -> list[tuple[object, ...]]:
     return [
         (r.time, r.event_id, r.community_id, r.user_id, r.activity_type, r.session_id, r.duration, r.section,
-         Jsonb(r.metadata))
+         Jsonb(r.metadata, dumps=msgspec.json.encode))  # several times faster than the json module
         for r in records
     ]  # fmt: skip
 
