@@ -24,6 +24,8 @@ from service.live import LiveWriter, ensure_group
 from service.migrations import plan
 from service.resources import Resources, provide_resources
 from service.settings import ConfigError, Settings, from_env
+from service.task_api import TasksController
+from service.tasks import create_queue
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +73,15 @@ def create_app(settings: Settings) -> Litestar:
             except RedisError as exc:  # tracking answers 503 until Redis is back; the API still starts
                 log.warning("Redis is unreachable at start-up: %s", exc)
             app.state.resources = Resources(
-                settings, pool, client, engine, plan(engine), live, geoip, settings.proxy_networks()
+                settings,
+                pool,
+                client,
+                engine,
+                plan(engine),
+                live,
+                geoip,
+                settings.proxy_networks(),
+                create_queue(settings),
             )
             yield
         finally:
@@ -88,6 +98,7 @@ def create_app(settings: Settings) -> Litestar:
             EventsController,
             CommunityAnalyticsController,
             GeoAnalyticsController,
+            TasksController,
         ],
         request_max_body_size=settings.track_max_body_bytes,
         dependencies={"resources": Provide(provide_resources, sync_to_thread=False)},

@@ -72,7 +72,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from service import tasks
 
     _require(settings, "database_url", "redis_url")
-    tasks.run_worker(settings, workers=args.threads)
+    tasks.run_worker(settings, workers=args.threads, periodic=not args.no_periodic)
     return 0
 
 
@@ -103,6 +103,9 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("ingest", help="run the ingest worker (stream -> raw tables)")
     worker = sub.add_parser("worker", help="run the huey worker (periodic tasks)")
     worker.add_argument("--threads", type=int, default=2, help="worker threads (default 2)")
+    worker.add_argument(
+        "--no-periodic", action="store_true", help="run queued tasks only; one worker schedules the periodic ones"
+    )
     bench = sub.add_parser(
         "bench",
         help="measure throughput beside baselines of the same run (starts its own servers unless URLs are set)",

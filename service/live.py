@@ -33,6 +33,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, ResponseError
 
 from service.ingest.schemas import ActivityRecord, GeoRecord
+from service.scheduling import TaskContext
 
 log = logging.getLogger(__name__)
 
@@ -305,3 +306,74 @@ def stream_events(client: redis.Redis) -> int:
         total += sum(len(fields) for _, fields in entries)
         last = entries[-1][0]
         start = "(" + (last.decode() if isinstance(last, bytes) else str(last))
+
+
+def live_communities(client: redis.Redis, now: float) -> dict[int, int]:
+    """Online members of every community with a presence key (members seen in the last 5 minutes)."""
+    keys = list(client.scan_iter(match=presence_key(0).removesuffix("0") + "*", count=500))
+    if not keys:
+        return {}
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.zcount(key, now - PRESENCE_WINDOW, "+inf")
+    counts = pipe.execute()
+    prefix_length = len(presence_key(0)) - 1
+    return {int(key[prefix_length:]): int(n) for key, n in zip(keys, counts, strict=True)}
+
+
+def trim_acknowledged(client: redis.Redis) -> int:
+    """Drop stream entries every consumer acknowledged, so that the stream's length is the backlog the API
+    checks; returns how many were dropped."""
+    summary: Any = client.xpending(STREAM, GROUP)
+    if summary["pending"]:
+        floor = summary["min"]
+    else:
+        groups: Any = client.xinfo_groups(STREAM)
+        floor = next((g["last-delivered-id"] for g in groups if g["name"] in (GROUP, GROUP.encode())), None)
+    return int(client.xtrim(STREAM, minid=floor, approximate=True)) if floor else 0
+
+
+def stream_backlog(client: redis.Redis) -> tuple[int, int]:
+    """(entries in the stream, entries delivered to a consumer and not acknowledged yet)."""
+    length = int(client.xlen(STREAM))
+    try:
+        pending: Any = client.xpending(STREAM, GROUP)
+    except redis.ResponseError:  # no group yet: nothing was ever consumed
+        return length, 0
+    return length, int(pending["pending"])
+
+
+# How long each kind of live key lives (the writer sets these; the cleanup restores a lost one).
+_TTLS = {
+    "analytics:presence:": 600,
+    "analytics:peak:": DAY_TTL,
+    "analytics:activity:": 1200,
+    "analytics:counts:": DAY_TTL,
+    "analytics:seen:": 86400,
+}
+DEAD_LETTERS_KEPT = 10_000
+
+
+def cleanup_redis_analytics(context: TaskContext) -> dict[str, Any]:
+    """The periodic task: drop members gone from presence sets, give any live key without an expiry its
+    expiry back, trim acknowledged stream entries and keep the newest dead letters only."""
+    client, now = context.redis, context.now.timestamp()
+    stale_members = repaired = 0
+    for key in client.scan_iter(match="analytics:*", count=1000):
+        name = key.decode() if isinstance(key, bytes) else str(key)
+        prefix = next((p for p in _TTLS if name.startswith(p)), None)
+        if prefix is None:
+            continue  # the stream, dead letters, task locks, huey's keys: not live state
+        if prefix == "analytics:presence:":
+            stale_members += int(client.zremrangebyscore(key, "-inf", now - PRESENCE_WINDOW))
+        if client.ttl(key) == -1:
+            client.expire(key, _TTLS[prefix])
+            repaired += 1
+    trimmed = trim_acknowledged(client) if client.exists(STREAM) else 0
+    dead = (
+        int(client.xtrim(DEAD_LETTERS, maxlen=DEAD_LETTERS_KEPT, approximate=False))
+        if client.exists(DEAD_LETTERS)
+        else 0
+    )
+    return {"stale_presence_members": stale_members, "expiries_restored": repaired, "stream_entries_trimmed": trimmed,
+            "dead_letters_trimmed": dead}  # fmt: skip

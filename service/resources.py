@@ -11,6 +11,7 @@ from service.ingest.geoip import GeoResolver, Network
 from service.live import LiveWriter
 from service.migrations import SqlFile
 from service.settings import Settings
+from service.tasks import TaskQueue
 
 
 class Resources:
@@ -20,7 +21,7 @@ class Resources:
     class costs an isinstance check where a dataclass would be converted field by field on every request.
     """
 
-    __slots__ = ("engine", "geoip", "live", "pool", "proxies", "redis", "schema", "settings")
+    __slots__ = ("engine", "geoip", "live", "pool", "proxies", "queue", "redis", "schema", "settings")
 
     def __init__(
         self,
@@ -32,6 +33,7 @@ class Resources:
         live: LiveWriter,
         geoip: GeoResolver | None,
         proxies: list[Network],
+        queue: TaskQueue,
     ) -> None:
         self.settings = settings
         self.pool = pool
@@ -41,6 +43,7 @@ class Resources:
         self.live = live
         self.geoip = geoip
         self.proxies = proxies  # TRUSTED_PROXIES, parsed once
+        self.queue = queue  # enqueues runs asked for through the API
 
 
 def provide_resources(state: State) -> Resources:

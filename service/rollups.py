@@ -19,6 +19,7 @@ import psycopg
 from psycopg import sql
 
 from service.db import Engine
+from service.scheduling import TaskContext
 
 log = logging.getLogger(__name__)
 
@@ -158,3 +159,10 @@ def _refresh_twin(
         (name, new_watermark),
     )
     return rewritten
+
+
+def refresh_task(context: TaskContext) -> dict[str, Any]:
+    """The periodic task `refresh_rollups`."""
+    done = refresh(context.conn, context.engine, context.now)
+    return {"skipped": done.skipped, "invalidations": done.invalidations, "session_ranges": done.session_ranges,
+            "buckets": done.buckets}  # fmt: skip

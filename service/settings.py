@@ -71,6 +71,9 @@ class Settings(
         "ingest_claim_idle": "INGEST_CLAIM_IDLE",
         "ingest_consumer": "INGEST_CONSUMER",
         "ingest_use_copy": "INGEST_USE_COPY",
+        "task_schedules_raw": "TASK_SCHEDULES",
+        "tasks_disabled_raw": "TASKS_DISABLED",
+        "task_lock_timeout": "TASK_LOCK_TIMEOUT",
     },
 ):
     """Every setting of the service; field docs become the README's configuration table."""
@@ -153,6 +156,18 @@ class Settings(
     ingest_use_copy: Annotated[
         bool, _doc("Write batches with COPY; `false`: multi-row INSERTs, for servers without COPY FROM STDIN")
     ] = True
+    task_schedules_raw: Annotated[
+        str, _doc("Schedule overrides, `task=cron;task=cron` (cron: minute hour day month weekday, UTC)")
+    ] = ""
+    tasks_disabled_raw: Annotated[str, _doc("Comma-separated tasks that do not run on their schedule")] = ""
+    task_lock_timeout: Annotated[
+        int,
+        Meta(
+            ge=10,
+            le=7 * 86400,
+            description="Seconds a task run holds its lock at most (a crashed run's lock expires after this)",
+        ),
+    ] = 3600
 
     def __post_init__(self) -> None:
         _check_url("DATABASE_URL", self.database_url, ("postgresql", "postgres"))
@@ -169,9 +184,37 @@ class Settings(
             raise ValueError(
                 f"TRUSTED_PROXIES: expected addresses or CIDR ranges separated by commas ({exc})"
             ) from None
+        self.task_schedules()
+        self.disabled_tasks()
         for var, path in (("JWT_PUBLIC_KEY_FILE", self.jwt_public_key_file), ("GEOIP_DATABASE", self.geoip_database)):
             if path is not None and not Path(path).is_file():
                 raise ValueError(f"{var}: expected an existing file, {path!r} is not one")
+
+    def task_schedules(self) -> dict[str, str]:
+        """TASK_SCHEDULES parsed and checked: task name -> cron expression."""
+        from service.scheduling import BY_NAME, parse_cron  # imported late: scheduling builds on settings
+
+        overrides: dict[str, str] = {}
+        for part in filter(None, (p.strip() for p in self.task_schedules_raw.split(";"))):
+            name, sep, expression = (x.strip() for x in part.partition("="))
+            if not sep or name not in BY_NAME:
+                raise ValueError(f"TASK_SCHEDULES: expected `task=cron` with a known task, got {part!r}")
+            try:
+                parse_cron(expression)
+            except ValueError as exc:
+                raise ValueError(f"TASK_SCHEDULES: {name}: {exc}") from None
+            overrides[name] = expression
+        return overrides
+
+    def disabled_tasks(self) -> set[str]:
+        """TASKS_DISABLED parsed and checked."""
+        from service.scheduling import BY_NAME
+
+        names = {n.strip() for n in self.tasks_disabled_raw.split(",") if n.strip()}
+        unknown = sorted(names - set(BY_NAME))
+        if unknown:
+            raise ValueError(f"TASKS_DISABLED: unknown task {unknown[0]!r}")
+        return names
 
     def proxy_networks(self) -> list[IPv4Network | IPv6Network]:
         """TRUSTED_PROXIES parsed."""

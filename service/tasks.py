@@ -1,41 +1,145 @@
-"""The huey instance on Redis, its periodic tasks, and the `analytics worker` consumer that runs them."""
+"""The huey instance on Redis, the periodic tasks registered on it, and running one task under a lock.
+
+Each run of a task, on its schedule or asked for through the API, goes through `execute`: it takes the task's
+lock in Redis (two runs of one task never overlap; a crashed run's lock expires after TASK_LOCK_TIMEOUT), records
+the run in `task_runs` (started, finished, status, error, the summary the task returns), and counts it in
+Prometheus. Only one `analytics worker` should schedule the periodic tasks (start more with `--no-periodic`).
+"""
 
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
+from uuid import uuid4
 
 import msgspec
 import psycopg
-from huey import RedisHuey, crontab
+import redis
+from huey import RedisHuey
+from psycopg.types.json import Jsonb
 
 from service.db import detect_engine
-from service.rollups import refresh
+from service.observability import TASK_DURATION, TASK_LAST_SUCCESS, TASK_RUNS
+from service.scheduling import BY_NAME, TaskContext, parse_cron, planned
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
+LOCK_PREFIX = "analytics:task-lock:"
+# Delete the lock only if it is still ours (it may have expired and been taken by another run meanwhile).
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
-def create_huey(settings: Settings, immediate: bool = False) -> RedisHuey:
-    """One huey instance for these settings with every task registered; `immediate=True` runs tasks in-process."""
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one run ended."""
+
+    run_id: int
+    status: str  # success, failure or skipped
+    details: dict[str, Any]
+    error: str | None = None
+
+
+def execute(settings: Settings, name: str, run_id: int | None = None, now: datetime | None = None) -> Outcome:
+    """Run task `name` once under its lock and record the run (a queued one when `run_id` is given)."""
+    spec = BY_NAME[name]
+    assert settings.database_url is not None and settings.redis_url is not None
+    started = time.perf_counter()
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=settings.redis_timeout + 5)
+    prepare = 5 if settings.db_prepared_statements else None
+    try:
+        with psycopg.connect(settings.database_url, autocommit=True, prepare_threshold=prepare) as conn:
+            run_id = _start(conn, name, run_id)
+            token = uuid4().hex
+            if not client.set(LOCK_PREFIX + name, token, nx=True, ex=settings.task_lock_timeout):
+                outcome = Outcome(run_id, "skipped", {}, "another run of this task is in progress")
+            else:
+                try:
+                    context = TaskContext(settings, conn, client, detect_engine(conn), now or datetime.now(UTC))
+                    details = spec.load()(context)
+                    outcome = Outcome(run_id, "success", details)
+                except Exception as exc:
+                    log.exception("task %s failed", name)
+                    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                        conn.rollback()
+                    outcome = Outcome(run_id, "failure", {}, f"{type(exc).__name__}: {exc}".strip())
+                finally:
+                    client.eval(_RELEASE, 1, LOCK_PREFIX + name, token)
+            conn.execute(
+                "UPDATE task_runs SET status = %s, finished_at = greatest(now(), started_at), error = %s, "
+                "details = %s WHERE id = %s",
+                (outcome.status, outcome.error, Jsonb(msgspec.to_builtins(outcome.details)), run_id),
+            )
+    finally:
+        client.close()
+    TASK_RUNS.labels(name, outcome.status).inc()
+    TASK_DURATION.labels(name).observe(time.perf_counter() - started)
+    if outcome.status == "success":
+        TASK_LAST_SUCCESS.labels(name).set(time.time())
+    log.info("task %s run %s: %s %s", name, outcome.run_id, outcome.status, outcome.error or outcome.details)
+    return outcome
+
+
+def _start(conn: psycopg.Connection[Any], name: str, run_id: int | None) -> int:
+    if run_id is None:
+        row = conn.execute(
+            "INSERT INTO task_runs (task_name, status) VALUES (%s, 'running') RETURNING id", (name,)
+        ).fetchone()
+    else:
+        row = conn.execute(
+            "UPDATE task_runs SET status = 'running', started_at = now() WHERE id = %s AND task_name = %s RETURNING id",
+            (run_id, name),
+        ).fetchone()
+    if row is None:
+        raise LookupError(f"no queued run {run_id} of task {name}")
+    return int(row[0])
+
+
+@dataclass(frozen=True)
+class TaskQueue:
+    """The huey instance and the task that runs a queued run."""
+
+    huey: RedisHuey
+    run_task: Any  # huey TaskWrapper: run_task(name, run_id) enqueues
+
+    def enqueue(self, name: str, run_id: int) -> None:
+        self.run_task(name, run_id)
+
+
+def create_queue(settings: Settings, immediate: bool = False) -> TaskQueue:
+    """The huey instance with every enabled task on its (possibly overridden) schedule, and `run_task` for runs
+    asked for by hand; `immediate=True` runs tasks in-process (tests)."""
     if settings.redis_url is None or settings.database_url is None:
         raise ValueError("REDIS_URL and DATABASE_URL must be set to create the task queue")
     huey = RedisHuey("analytics", url=settings.redis_url, immediate=immediate, utc=True)
-    database_url = settings.database_url
 
-    @huey.periodic_task(crontab(minute="*"), name="refresh_rollups")  # type: ignore[untyped-decorator]
-    def refresh_rollups() -> dict[str, Any]:
-        """Bring sessions (and the postgres engine's rollup twins) up to date with what was ingested."""
-        with psycopg.connect(database_url) as conn:
-            done = refresh(conn, detect_engine(conn))
-        log.info("refresh_rollups: %s", done)
-        return msgspec.to_builtins(done)  # type: ignore[no-any-return]
+    for plan in planned(settings):
+        if plan.enabled:
+            _register(huey, settings, plan.spec.name, plan.schedule)
 
-    return huey
+    @huey.task(name="run_task")  # type: ignore[untyped-decorator]
+    def run_task(name: str, run_id: int) -> str:
+        return execute(settings, name, run_id).status
+
+    return TaskQueue(huey, run_task)
 
 
-def run_worker(settings: Settings, workers: int = 2) -> None:
+def _register(huey: RedisHuey, settings: Settings, name: str, schedule: str) -> None:
+    def run() -> str:
+        return execute(settings, name).status
+
+    run.__name__ = name
+    huey.periodic_task(parse_cron(schedule), name=name)(run)
+
+
+def run_worker(settings: Settings, workers: int = 2, periodic: bool = True) -> None:
     """Run the huey consumer until SIGINT (finish running tasks) or SIGTERM (stop now)."""
-    huey = create_huey(settings)
-    log.info("huey worker consuming queue %r with %d threads", huey.name, workers)
-    huey.create_consumer(workers=workers, worker_type="thread", periodic=True, flush_locks=True).run()
+    huey = create_queue(settings).huey
+    log.info("huey worker consuming queue %r with %d threads (periodic tasks: %s)", huey.name, workers, periodic)
+    huey.create_consumer(workers=workers, worker_type="thread", periodic=periodic, flush_locks=True).run()

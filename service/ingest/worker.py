@@ -28,7 +28,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from service.db import sync_pool
 from service.ingest.schemas import ActivityRecord, GeoRecord
 from service.ingest.writer import write_batch
-from service.live import DEAD_LETTERS, GROUP, KIND_ACTIVITY, KIND_GEO, STREAM
+from service.live import DEAD_LETTERS, GROUP, KIND_ACTIVITY, KIND_GEO, STREAM, trim_acknowledged
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -211,16 +211,8 @@ class IngestWorker:
         return refused
 
     def _trim(self) -> None:
-        """Drop acknowledged entries, so that the stream's length is the backlog the API checks."""
         self._last_trim = time.monotonic()
-        summary: Any = self.client.xpending(STREAM, GROUP)
-        if summary["pending"]:
-            floor = summary["min"]
-        else:
-            groups: Any = self.client.xinfo_groups(STREAM)
-            floor = next((g["last-delivered-id"] for g in groups if g["name"] in (GROUP, GROUP.encode())), None)
-        if floor:
-            self.client.xtrim(STREAM, minid=floor, approximate=True)
+        trim_acknowledged(self.client)
 
     def _retry_redis(self, action: Callable[[], T]) -> T | None:
         delay = 0.5

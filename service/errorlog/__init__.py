@@ -1,0 +1,1 @@
+"""Error logs: grouping repeats of one error, resolving and regressions."""

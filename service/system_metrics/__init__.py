@@ -1,0 +1,1 @@
+"""System metrics: samples of the host, the database, Redis and the ingest stream."""
