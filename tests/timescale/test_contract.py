@@ -16,6 +16,7 @@ from service.db import detect_engine
 from service.migrations import migrate, plan
 from service.rollups import refresh
 from service.settings import Settings
+from service.tasks import execute
 from tests.community.test_report import (
     C,
     P,
@@ -126,3 +127,25 @@ def test_report_numbers_equal_the_postgres_engine_and_the_hand_computed_ones(
     assert on_timescale[ENDPOINTS[0]] == expected_report()
     check_patterns(on_timescale[ENDPOINTS[2]])
     check_effectiveness(on_timescale[ENDPOINTS[3]])
+
+
+def test_retention_is_applied_through_policies(
+    migrated: str, redis_url: str, settings_for: Callable[..., Settings]
+) -> None:
+    settings = settings_for(
+        migrated, redis_url, RETENTION_RAW_DAYS="30", RETENTION_ROLLUP_DAYS="400", DATABASE_PREPARED_STATEMENTS="false"
+    )
+    outcome = execute(settings, "cleanup_old_analytics")
+    assert outcome.status == "success", outcome.error
+    assert outcome.details["activity_events"] == "set"
+    assert execute(settings, "cleanup_old_analytics").details["activity_events"] == "kept"  # idempotent
+    with psycopg.connect(migrated, autocommit=True, prepare_threshold=None) as conn:
+        policies = dict(
+            conn.execute(
+                "SELECT hypertable_name, config->>'drop_after' FROM timescaledb_information.jobs "
+                "WHERE proc_name = 'policy_retention'"
+            ).fetchall()
+        )
+    assert policies["activity_events"] == "30 days"
+    assert policies["activity_daily"] == "400 days"
+    assert set(policies) == {"activity_events", "geo_access_events", "system_metrics", *CONTINUOUS_AGGREGATES}
