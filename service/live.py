@@ -8,6 +8,7 @@ This is the only module that knows the key formats. Every key but the stream exp
     analytics:counts:{YYYY-MM-DD}             HASH  `<kind>_count` -> events that day, platform-wide
     analytics:counts:{YYYY-MM-DD}:{community} HASH  `<kind>_count` and `events` -> that day, one community
     analytics:seen:{event id}                 STR   a client-chosen event id accepted in the last day
+    analytics:requests:{YYYY-MM-DD}           HASH  API requests that day: `count`, `duration_ms_sum`
     analytics:events                          STREAM accepted events, one entry per flush (field i: kind byte +
                                                      msgpack record), read by the `ingest` consumer group
 
@@ -22,7 +23,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 from uuid import UUID
@@ -125,6 +126,11 @@ def minute_key(community_id: int, minute: int) -> str:
 
 def counts_key(day: str, community_id: int | None = None) -> str:
     return f"analytics:counts:{day}" if community_id is None else f"analytics:counts:{day}:{community_id}"
+
+
+def requests_key(day: date) -> str:
+    """The hash of one day's API requests, `count` and `duration_ms_sum` (written by the request tracking)."""
+    return f"analytics:requests:{day.isoformat()}"
 
 
 @lru_cache(maxsize=64)
@@ -350,6 +356,7 @@ _TTLS = {
     "analytics:activity:": 1200,
     "analytics:counts:": DAY_TTL,
     "analytics:seen:": 86400,
+    "analytics:requests:": DAY_TTL,
 }
 DEAD_LETTERS_KEPT = 10_000
 
