@@ -22,6 +22,7 @@ from service.ingest.api import CommunityTrackController, EventsController, GeoTr
 from service.ingest.geoip import GeoResolver
 from service.live import LiveWriter, ensure_group
 from service.migrations import plan
+from service.reports.api import ReportsController
 from service.resources import Resources, provide_resources
 from service.settings import ConfigError, Settings, from_env
 from service.task_api import TasksController
@@ -99,6 +100,7 @@ def create_app(settings: Settings) -> Litestar:
             CommunityAnalyticsController,
             GeoAnalyticsController,
             TasksController,
+            ReportsController,
         ],
         request_max_body_size=settings.track_max_body_bytes,
         dependencies={"resources": Provide(provide_resources, sync_to_thread=False)},

@@ -11,6 +11,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
+    HTTP_404_NOT_FOUND,
     HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
@@ -32,6 +33,14 @@ class InvalidInput(Exception):
     def __init__(self, errors: list[FieldError], detail: str = "Invalid input") -> None:
         super().__init__(detail)
         self.errors = errors
+        self.detail = detail
+
+
+class NotFound(LookupError):
+    """The thing asked for does not exist; answered 404."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
         self.detail = detail
 
 
@@ -67,6 +76,10 @@ def _body(status_code: int, detail: str, **extra: object) -> dict[str, object]:
 
 def _invalid_input(request: Request[Any, Any, Any], exc: InvalidInput) -> Response[dict[str, object]]:
     return Response(_body(HTTP_400_BAD_REQUEST, exc.detail, errors=exc.errors), status_code=HTTP_400_BAD_REQUEST)
+
+
+def _not_found(request: Request[Any, Any, Any], exc: NotFound) -> Response[dict[str, object]]:
+    return Response(_body(HTTP_404_NOT_FOUND, exc.detail), status_code=HTTP_404_NOT_FOUND)
 
 
 def _unavailable(request: Request[Any, Any, Any], exc: Unavailable) -> Response[dict[str, object]]:
@@ -106,6 +119,7 @@ def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response
 
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     InvalidInput: _invalid_input,
+    NotFound: _not_found,
     Unavailable: _unavailable,
     ValidationException: _validation_error,
     HTTPException: _http_error,

@@ -45,3 +45,8 @@ def percent(part: float, whole: float, places: int = 1) -> float:
         return 0.0
     quantum = Decimal(1).scaleb(-places)
     return float((Decimal(part) * 100 / Decimal(whole)).quantize(quantum, rounding=ROUND_HALF_UP))
+
+
+def minutes(seconds: float | None) -> float:
+    """A mean visit length in seconds (None: no visits) in minutes, two decimals, as the reports show it."""
+    return round(float(seconds or 0) / 60, 2)

@@ -8,10 +8,10 @@ from typing import Annotated, Any, Literal
 import msgspec
 from litestar import Controller, get, post
 from litestar.di import NamedDependency
-from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.status_codes import HTTP_202_ACCEPTED
 
+from service.errors import NotFound
 from service.resources import Resources
 from service.scheduling import BY_NAME, next_run, planned
 
@@ -93,7 +93,7 @@ class TasksController(Controller):
     @post("/{name:str}/run/", status_code=HTTP_202_ACCEPTED, summary="Run a task now (queued for the worker)")
     async def run(self, name: FromPath[str], resources: NamedDependency[Resources]) -> RunQueued:
         if name not in BY_NAME:
-            raise NotFoundException(f"No task named {name!r}")
+            raise NotFound(f"No task named {name!r}")
         async with resources.pool.connection() as conn:
             cur = await conn.execute(
                 "INSERT INTO task_runs (task_name, status, trigger) VALUES (%s, 'queued', 'manual') RETURNING id",

@@ -11,6 +11,7 @@ from litestar import Controller, get
 from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
 
+from service.community.figures import community_report
 from service.community.queries import hourly_volumes, report_figures, today_by_community, week_start
 from service.community.schemas import (
     ActivityPatterns,
@@ -21,7 +22,7 @@ from service.community.schemas import (
     WeekVolume,
 )
 from service.live import Realtime, realtime
-from service.reporting import Days, Window, percent
+from service.reporting import Days, Window
 from service.resources import Resources
 
 PEAK_HOURS = 3
@@ -88,19 +89,9 @@ class CommunityAnalyticsController(Controller):
     ) -> CommunityReport:
         window = Window.last(days)
         async with resources.pool.connection() as conn:
-            views, visitors, previous, returning, session_seconds, stored_peak = await report_figures(
-                conn, community_id, window
-            )
+            figures = await report_figures(conn, community_id, window)
         live = await realtime(resources.redis, community_id)
-        return CommunityReport(
-            community_id=community_id,
-            date_range=window.date_range,
-            total_views=int(views),
-            unique_visitors=int(visitors),
-            peak_online_members=max(int(stored_peak or 0), live.peak_members_today),
-            average_session_duration=round(float(session_seconds or 0) / 60, 2),
-            member_retention=percent(returning, previous),
-        )
+        return community_report(community_id, window, figures, live.peak_members_today)
 
     @get("/{community_id:int}/activity-patterns/", summary="Events by hour of day, weekday and week; peak hours")
     async def activity_patterns(

@@ -12,7 +12,7 @@ from service.reporting import Window
 # One round trip for the report. Unique visitors: distinct members with any event in the window. Retention:
 # of the members active in the previous window of equal length, the share active again in this one.
 # Sessions are counted in the window they start in.
-_REPORT = """
+REPORT_SQL = """
 WITH current_members AS (
     SELECT DISTINCT user_id FROM community_members_daily
     WHERE community_id = %(community)s AND bucket >= %(start)s AND bucket < %(end)s
@@ -57,19 +57,21 @@ GROUP BY community_id
 """
 
 
+def report_params(community_id: int, window: Window) -> dict[str, object]:
+    """The parameters of REPORT_SQL."""
+    return {
+        "community": community_id,
+        "start": window.start,
+        "end": window.end,
+        "previous_start": window.previous_start,
+        "start_day": window.start.date(),
+        "end_day": window.end.date(),
+    }
+
+
 async def report_figures(conn: AsyncConnection[Any], community_id: int, window: Window) -> tuple[Any, ...]:
     """(views, unique visitors, previous visitors, returning visitors, mean session seconds, stored peak)."""
-    cur = await conn.execute(
-        _REPORT,
-        {
-            "community": community_id,
-            "start": window.start,
-            "end": window.end,
-            "previous_start": window.previous_start,
-            "start_day": window.start.date(),
-            "end_day": window.end.date(),
-        },
-    )
+    cur = await conn.execute(REPORT_SQL, report_params(community_id, window))
     row = await cur.fetchone()
     assert row is not None
     return tuple(row)

@@ -9,19 +9,18 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, QueryParameter
 
 from service.geo import queries
+from service.geo.figures import effectiveness_report
 from service.geo.schemas import (
-    BlockedLocation,
     City,
     Country,
     Counts,
-    Effectiveness,
     EffectivenessReport,
     Locations,
     Region,
     TrendPoint,
     Trends,
 )
-from service.reporting import Days, Window, percent
+from service.reporting import Days, Window
 from service.resources import Resources
 
 
@@ -79,22 +78,7 @@ class GeoAnalyticsController(Controller):
         async with resources.pool.connection() as conn:
             total, blocked, travelers, bypasses = await queries.totals(conn, community_id, window)
             top = await queries.top_blocked(conn, community_id, window, limit)
-        return EffectivenessReport(
-            community_id=community_id,
-            date_range=window.date_range,
-            restriction_effectiveness=Effectiveness(
-                total_attempts=total,
-                blocked_attempts=blocked,
-                allowed_attempts=total - blocked,
-                effectiveness_percentage=percent(blocked, total),
-            ),
-            top_blocked_locations=[
-                BlockedLocation(country=country, country_code=code, city=city, blocked_attempts=int(n))
-                for country, code, city, n in top
-            ],
-            traveler_attempts=travelers,
-            bypass_attempts=bypasses,
-        )
+        return effectiveness_report(community_id, window, (total, blocked, travelers, bypasses), top)
 
     @get("/{community_id:int}/locations/", summary="Access attempts by country, region and city")
     async def locations(

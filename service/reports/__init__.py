@@ -1,0 +1,1 @@
+"""Stored reports: the daily generators (periodic tasks) and the read API."""

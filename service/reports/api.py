@@ -1,0 +1,95 @@
+"""Read endpoints of the stored reports: the filtered, paginated list, one report, and its CSV download."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from litestar import Controller, Request, Response, get
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, QueryParameter
+
+from service.errors import FieldError, InvalidInput, NotFound
+from service.reports import queries
+from service.reports.export import to_csv
+from service.reports.schemas import Report, ReportKind, ReportPage
+from service.resources import Resources
+
+MAX_PAGE = 1_000_000  # keeps OFFSET (page x page_size) far inside bigint
+SCOPE = re.compile(r"platform|community:[1-9][0-9]{0,18}")  # what the generators write
+_UNSAFE_IN_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def page_url(request: Request[Any, Any, Any], page: int) -> str:
+    """This request's URL with its other query parameters kept and `page` set."""
+    kept = [(k, v) for k, v in request.url.query_params.multi_items() if k != "page"]
+    # Litestar routes on the path without its trailing slash; the links keep the documented `/api/reports/`.
+    path = request.url.path.rstrip("/") + "/"
+    return str(request.url.with_replacements(path=path, query=urlencode([*kept, ("page", str(page))])))
+
+
+async def _load(resources: Resources, report_id: int) -> Report:
+    async with resources.pool.connection() as conn:
+        report = await queries.one(conn, report_id)
+    if report is None:
+        raise NotFound(f"No report {report_id}")
+    return report
+
+
+class ReportsController(Controller):
+    """Reports stored by the daily generators (`analytics`, `community`, `geo_effectiveness`)."""
+
+    path = "/api/reports"
+    tags = ["reports"]  # noqa: RUF012 - Litestar reads it as a plain class attribute
+
+    @get("/", summary="Stored reports, newest period first; filter by kind, scope and period start")
+    async def list_reports(
+        self,
+        request: Request[Any, Any, Any],
+        resources: NamedDependency[Resources],
+        kind: FromQuery[ReportKind | None] = None,
+        # `scope` is a name Litestar reserves (the ASGI scope), so the parameter has another name in Python; it
+        # is checked below because Litestar's own errors would name the Python one.
+        report_scope: Annotated[
+            str | None, QueryParameter(name="scope", description="`platform` or `community:<id>`")
+        ] = None,
+        since: Annotated[date | None, QueryParameter(description="Period starting on or after this day")] = None,
+        until: Annotated[date | None, QueryParameter(description="Period starting on or before this day")] = None,
+        page: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE, description="Page number, from 1")] = 1,
+        page_size: Annotated[int, QueryParameter(ge=1, le=100, description="Reports per page")] = 20,
+    ) -> ReportPage:
+        errors = []
+        if report_scope is not None and not SCOPE.fullmatch(report_scope):
+            errors.append(FieldError(field="scope", message="expected `platform` or `community:<id>`"))
+        if since is not None and until is not None and since > until:
+            errors.append(FieldError(field="until", message="must be on or after `since`"))
+        if errors:
+            raise InvalidInput(errors)
+        filters = queries.Filters(kind=kind, scope=report_scope, since=since, until=until)
+        async with resources.pool.connection() as conn:
+            count, results = await queries.page(conn, filters, page_size, (page - 1) * page_size)
+        last_page = max(1, -(-count // page_size))
+        return ReportPage(
+            count=count,
+            next=page_url(request, page + 1) if page < last_page else None,
+            previous=page_url(request, min(page - 1, last_page)) if page > 1 else None,
+            results=results,
+        )
+
+    @get("/{report_id:int}/", summary="One stored report")
+    async def get_report(self, report_id: FromPath[int], resources: NamedDependency[Resources]) -> Report:
+        return await _load(resources, report_id)
+
+    @get(
+        "/{report_id:int}/csv/", summary="One stored report as a CSV download (a row per figure)", media_type="text/csv"
+    )
+    async def get_report_csv(self, report_id: FromPath[int], resources: NamedDependency[Resources]) -> Response[str]:
+        report = await _load(resources, report_id)
+        name = _UNSAFE_IN_FILENAME.sub("-", f"report-{report.id}-{report.kind}-{report.scope}-{report.period_start}")
+        return Response(
+            to_csv(report.payload),
+            media_type="text/csv",  # Litestar adds the charset (utf-8)
+            headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+        )

@@ -1,0 +1,233 @@
+"""The reports endpoints: the list with each filter and its pages, one report, 404, 400 and the CSV download."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import psycopg
+import pytest
+from litestar.testing import TestClient
+from psycopg.types.json import Jsonb
+
+from service.settings import Settings
+from service.tasks import execute
+from tests.geo.test_geo_reports import C as GEO
+from tests.geo.test_geo_reports import seed as seed_geo
+from tests.support import at, refresh_rollups
+
+# (kind, scope, period day of March 2026), inserted in this order: ids 1 to 7.
+STORED = [
+    ("analytics", "platform", 1),
+    ("community", "community:7", 1),
+    ("analytics", "platform", 2),
+    ("community", "community:7", 2),
+    ("community", "community:8", 2),
+    ("geo_effectiveness", "community:21", 2),
+    ("analytics", "platform", 3),
+]
+
+
+def seed(database_url: str) -> list[int]:
+    """The STORED reports, each with a small payload naming itself; their ids."""
+    with psycopg.connect(database_url) as conn:
+        return [
+            conn.execute(
+                "INSERT INTO reports (kind, scope, period_start, period_end, generated_at, payload) "
+                "VALUES (%s, %s, %s, %s, '2026-03-04T03:00:00Z', %s) RETURNING id",
+                (kind, scope, date(2026, 3, day), date(2026, 3, day), Jsonb({"n": i})),
+            ).fetchone()[0]  # type: ignore[index]
+            for i, (kind, scope, day) in enumerate(STORED)
+        ]
+
+
+def listed(client: TestClient[Any], query: str) -> list[tuple[str, str, str]]:
+    """(kind, scope, period_start) of every report on the answer's page."""
+    response = client.get(f"/api/reports/{query}")
+    assert response.status_code == 200, response.text
+    return [(r["kind"], r["scope"], r["period_start"]) for r in response.json()["results"]]
+
+
+def test_list_newest_period_first(client: TestClient[Any], database_url: str) -> None:
+    ids = seed(database_url)
+    body = client.get("/api/reports/").json()
+    assert (body["count"], body["next"], body["previous"]) == (7, None, None)
+    # By period start (newest first), then the latest generated first.
+    assert [r["id"] for r in body["results"]] == [ids[i] for i in (6, 5, 4, 3, 2, 1, 0)]
+    assert body["results"][0] == {
+        "id": ids[6],
+        "kind": "analytics",
+        "scope": "platform",
+        "period_start": "2026-03-03",
+        "period_end": "2026-03-03",
+        "generated_at": "2026-03-04T03:00:00Z",
+        "payload": {"n": 6},
+    }
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("?kind=community", [("community", "community:8", "2026-03-02"), ("community", "community:7", "2026-03-02"),
+                             ("community", "community:7", "2026-03-01")]),
+        ("?kind=geo_effectiveness", [("geo_effectiveness", "community:21", "2026-03-02")]),
+        ("?scope=community:7", [("community", "community:7", "2026-03-02"),
+                                ("community", "community:7", "2026-03-01")]),
+        ("?scope=community:9", []),
+        ("?since=2026-03-02", [("analytics", "platform", "2026-03-03"),
+                               ("geo_effectiveness", "community:21", "2026-03-02"),
+                               ("community", "community:8", "2026-03-02"), ("community", "community:7", "2026-03-02"),
+                               ("analytics", "platform", "2026-03-02")]),
+        ("?until=2026-03-01", [("community", "community:7", "2026-03-01"), ("analytics", "platform", "2026-03-01")]),
+        ("?since=2026-03-02&until=2026-03-02&kind=analytics", [("analytics", "platform", "2026-03-02")]),
+        ("?kind=analytics&scope=platform&since=2026-03-02", [("analytics", "platform", "2026-03-03"),
+                                                             ("analytics", "platform", "2026-03-02")]),
+    ],
+)  # fmt: skip
+def test_filters(client: TestClient[Any], database_url: str, query: str, expected: list[tuple[str, str, str]]) -> None:
+    seed(database_url)
+    assert listed(client, query) == expected
+    assert client.get(f"/api/reports/{query}").json()["count"] == len(expected)
+
+
+def page_of(link: str) -> tuple[str, dict[str, list[str]]]:
+    parts = urlsplit(link)
+    return parts.path, parse_qs(parts.query)
+
+
+def test_pages(client: TestClient[Any], database_url: str) -> None:
+    ids = seed(database_url)
+    newest_first = [ids[i] for i in (6, 5, 4, 3, 2, 1, 0)]
+    first = client.get("/api/reports/?page_size=3&since=2026-03-01").json()
+    assert first["count"] == 7
+    assert [r["id"] for r in first["results"]] == newest_first[:3]
+    assert first["previous"] is None
+    # The links keep the filters and the page size.
+    assert page_of(first["next"]) == ("/api/reports/", {"page_size": ["3"], "since": ["2026-03-01"], "page": ["2"]})
+
+    second = client.get(first["next"]).json()
+    assert [r["id"] for r in second["results"]] == newest_first[3:6]
+    assert page_of(second["previous"])[1]["page"] == ["1"]
+    third = client.get(second["next"]).json()
+    assert [r["id"] for r in third["results"]] == newest_first[6:]
+    assert third["next"] is None
+    assert page_of(third["previous"])[1]["page"] == ["2"]
+
+    # Past the last page: nothing, and the way back leads to the last page.
+    beyond = client.get("/api/reports/?page_size=3&page=9").json()
+    assert (beyond["count"], beyond["results"], beyond["next"]) == (7, [], None)
+    assert page_of(beyond["previous"])[1] == {"page_size": ["3"], "page": ["3"]}
+
+
+def test_empty_list(client: TestClient[Any]) -> None:
+    assert client.get("/api/reports/").json() == {"count": 0, "next": None, "previous": None, "results": []}
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("kind=weekly", "kind"),
+        ("since=yesterday", "since"),
+        ("until=2026-02-30", "until"),
+        ("since=2026-03-03&until=2026-03-01", "until"),
+        ("page=0", "page"),
+        ("page=two", "page"),
+        ("page=1000001", "page"),
+        ("page_size=0", "page_size"),
+        ("page_size=101", "page_size"),
+        ("scope=7", "scope"),
+        ("scope=community:", "scope"),
+        ("scope=", "scope"),
+    ],
+)
+def test_bad_filters(client: TestClient[Any], query: str, field: str) -> None:
+    response = client.get(f"/api/reports/?{query}")
+    assert response.status_code == 400
+    body = response.json()
+    assert (body["status_code"], body["detail"]) == (400, "Invalid input")
+    assert [e["field"] for e in body["errors"]] == [field]
+    assert body["errors"][0]["message"]
+
+
+def test_one_report(client: TestClient[Any], database_url: str) -> None:
+    ids = seed(database_url)
+    body = client.get(f"/api/reports/{ids[5]}/").json()
+    assert body == {
+        "id": ids[5],
+        "kind": "geo_effectiveness",
+        "scope": "community:21",
+        "period_start": "2026-03-02",
+        "period_end": "2026-03-02",
+        "generated_at": "2026-03-04T03:00:00Z",
+        "payload": {"n": 5},
+    }
+
+
+@pytest.mark.parametrize("path", ["/api/reports/424242/", "/api/reports/424242/csv/", "/api/reports/0/",
+                                  f"/api/reports/{2**63}/", "/api/reports/-1/csv/"])  # fmt: skip
+def test_unknown_report(client: TestClient[Any], path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 404
+    assert response.json()["status_code"] == 404
+    assert response.json()["detail"].startswith("No report ")
+
+
+def test_csv_of_a_generated_report(client: TestClient[Any], settings: Settings, database_url: str) -> None:
+    seed_geo(database_url)
+    refresh_rollups(database_url)
+    assert execute(settings, "generate_geo_effectiveness_reports", now=at(0, 4)).status == "success"
+    report = next(r for r in client.get("/api/reports/?kind=geo_effectiveness").json()["results"]
+                  if r["scope"] == f"community:{GEO}")  # fmt: skip
+    day = at(1, 0).date().isoformat()
+    response = client.get(f"/api/reports/{report['id']}/csv/")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/csv; charset=utf-8"
+    assert response.headers["content-disposition"] == (
+        f'attachment; filename="report-{report["id"]}-geo_effectiveness-community-{GEO}-{day}.csv"'
+    )
+    # Day -1 of the geo fixture (tests/geo/test_geo_reports.py): Berlin 60 and Paris 40 blocked, 23 allowed.
+    assert response.text.splitlines() == [
+        "key,index,value,blocked_attempts,city,country,country_code",
+        "bypass_attempts,,0,,,,",
+        f"community_id,,{GEO},,,,",
+        f"date_range.end,,{day},,,,",
+        f"date_range.start,,{day},,,,",
+        "restriction_effectiveness.allowed_attempts,,23,,,,",
+        "restriction_effectiveness.blocked_attempts,,100,,,,",
+        "restriction_effectiveness.effectiveness_percentage,,81.3,,,,",
+        "restriction_effectiveness.total_attempts,,123,,,,",
+        "top_blocked_locations,0,,60,Berlin,Germany,DE",
+        "top_blocked_locations,1,,40,Paris,France,FR",
+        "traveler_attempts,,15,,,,",
+    ]
+    assert response.text.endswith("\r\n")
+
+
+def test_csv_flattening(client: TestClient[Any], database_url: str) -> None:
+    payload = {
+        "name": "a, b",  # quoted
+        "nothing": None,
+        "flag": True,
+        "hours": [10, 22],  # a list of values: one row per item, in the value column
+        "empty": [],  # no row
+        "places": [{"city": "Berlin", "where": {"lat": 52.5}, "key": "k"}, {"city": None, "tags": ["x"]}],
+    }
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "INSERT INTO reports (kind, scope, period_start, period_end, payload) "
+            "VALUES ('analytics', 'platform', '2026-03-01', '2026-03-01', %s) RETURNING id",
+            (Jsonb(payload),),
+        ).fetchone()
+    assert row is not None
+    response = client.get(f"/api/reports/{row[0]}/csv/")
+    assert response.text.splitlines() == [
+        "key,index,value,city,item.key,where.lat,tags",
+        "flag,,true,,,,",
+        "hours,0,10,,,,",
+        "hours,1,22,,,,",
+        'name,,"a, b",,,,',
+        "nothing,,,,,,",
+        "places,0,,Berlin,k,52.5,",
+        'places,1,,,,,"[""x""]"',
+    ]
