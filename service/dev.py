@@ -65,6 +65,7 @@ def run(settings: Settings) -> int:
         log.info("engine %s; migrations applied now: %s", engine, ", ".join(outcome.applied) or "none")
         for name, args in APPS.items():
             child = Child(data, name)
+            child.stop_signal = signal.SIGINT  # the graceful stop of each: uvicorn, the ingest loop, huey
             child.spawn([sys.executable, "-m", "service", *args], env=env, log_to_file=False)
             apps.append(child)
         _announce(settings, env, data)

@@ -7,6 +7,8 @@ import re
 from typing import Any
 
 import msgspec
+import psycopg
+import redis
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import (
@@ -16,6 +18,7 @@ from litestar.status_codes import (
     HTTP_503_SERVICE_UNAVAILABLE,
 )
 from litestar.types import ExceptionHandlersMap
+from psycopg_pool import PoolTimeout
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +106,13 @@ def _validation_error(request: Request[Any, Any, Any], exc: ValidationException)
     )
 
 
+def _storage_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, object]]:
+    """PostgreSQL or Redis down under a read or admin endpoint: a 503 the client can retry, not a 500."""
+    which = "Redis" if isinstance(exc, redis.RedisError) else "PostgreSQL"
+    log.warning("%s unavailable on %s %s: %s", which, request.method, request.url.path, exc)
+    return _unavailable(request, Unavailable(f"{which} is unavailable; retry later", retry_after=5))
+
+
 def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, object]]:
     body = _body(exc.status_code, exc.detail)
     if exc.extra:
@@ -122,6 +132,9 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     NotFound: _not_found,
     Unavailable: _unavailable,
     ValidationException: _validation_error,
+    psycopg.OperationalError: _storage_unavailable,
+    PoolTimeout: _storage_unavailable,
+    redis.RedisError: _storage_unavailable,
     HTTPException: _http_error,
     Exception: _internal_error,
 }

@@ -55,11 +55,15 @@ DAY_TTL = 9 * 86400  # daily keys outlive the 7-day history and a late snapshot
 # once per key. A request's events are thus applied all at once or not at all.
 # The script builds its key names, so it needs a single Redis (Redis Cluster would need one-slot keys).
 _TRACK = """
--- ARGV: now, today, day ttl, then 8 values per event:
+-- ARGV: now, today, day ttl, backlog limit, then 8 values per event:
 --   event time, its day, community or '', user or '', counter field, client event id or '', live '1'/'0', payload
+-- Returns -1 (and changes nothing) when more entries than the limit wait in the stream, else the stream length.
 local now, today, ttl = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
+if redis.call('XLEN', 'analytics:events') > tonumber(ARGV[4]) then
+  return -1
+end
 local expire, present, fields = {}, {}, {}
-for i = 4, #ARGV, 8 do
+for i = 5, #ARGV, 8 do
   local at, day, community, user = tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local field, event_id, live, payload = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6] == '1', ARGV[i + 7]
   if event_id == '' or redis.call('SET', 'analytics:seen:' .. event_id, '1', 'NX', 'EX', 86400) then
@@ -69,7 +73,9 @@ for i = 4, #ARGV, 8 do
     if community ~= '' then
       counts = counts .. ':' .. community
       redis.call('HINCRBY', counts, field, 1)
-      redis.call('HINCRBY', counts, 'events', 1)
+      if live then  -- activity only: the activity score's 7-day baseline
+        redis.call('HINCRBY', counts, 'events', 1)
+      end
       expire[counts] = ttl
       if live and user ~= '' and at > now - 300 then
         redis.call('ZADD', 'analytics:presence:' .. community, 'GT', at, user)
@@ -180,7 +186,7 @@ class LiveWriter:
         self.client = client
         self.max_backlog = max_backlog
         self.max_events = max_events
-        self.backlog = 0  # stream entries seen by the last call
+        self.backlog = 0  # stream entries after the last call
         self._sha: str | None = None
         self._queue: list[_Pending] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -191,8 +197,6 @@ class LiveWriter:
         Records whose event id is in `client_ids` (chosen by the client, so a retry carries it again) are
         skipped when the same id was accepted in the last day: a retried request is stored once.
         """
-        if self.backlog > self.max_backlog:
-            raise Backlogged(f"{self.backlog} stream entries wait for ingest (limit {self.max_backlog})")
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(records, client_ids or set(), done))
         if self._flusher is None:
@@ -223,18 +227,21 @@ class LiveWriter:
 
     async def _execute(self, batch: list[_Pending]) -> None:
         now = time.time()
-        args: list[str | bytes] = [repr(now), _day(now), str(DAY_TTL)]
+        args: list[str | bytes] = [repr(now), _day(now), str(DAY_TTL), str(self.max_backlog)]
         for item in batch:
             for record in item.records:
                 args += track_args(record, record.event_id in item.client_ids)
         if self._sha is None:
             self._sha = await self.client.script_load(_TRACK)
         try:
-            self.backlog = int(await self.client.evalsha(self._sha, 0, *args))
+            length = int(await self.client.evalsha(self._sha, 0, *args))
         except NoScriptError:
             # Redis lost its script cache (restart, SCRIPT FLUSH): nothing ran; load it and go again.
             self._sha = await self.client.script_load(_TRACK)
-            self.backlog = int(await self.client.evalsha(self._sha, 0, *args))
+            length = int(await self.client.evalsha(self._sha, 0, *args))
+        if length < 0:
+            raise Backlogged(f"more than {self.max_backlog} stream entries wait for ingest")
+        self.backlog = length
 
 
 async def ensure_group(client: aioredis.Redis) -> None:
@@ -330,13 +337,21 @@ def live_communities(client: redis.Redis, now: float) -> dict[int, int]:
 def trim_acknowledged(client: redis.Redis) -> int:
     """Drop stream entries every consumer acknowledged, so that the stream's length is the backlog the API
     checks; returns how many were dropped."""
+    # The delivered mark first, then the pending list: an entry delivered in between is then either below the
+    # pending minimum or above the mark read before, never trimmed while unacknowledged.
+    groups: Any = client.xinfo_groups(STREAM)
+    delivered = next((g["last-delivered-id"] for g in groups if g["name"] in (GROUP, GROUP.encode())), None)
+    if delivered is None:
+        return 0
     summary: Any = client.xpending(STREAM, GROUP)
-    if summary["pending"]:
-        floor = summary["min"]
-    else:
-        groups: Any = client.xinfo_groups(STREAM)
-        floor = next((g["last-delivered-id"] for g in groups if g["name"] in (GROUP, GROUP.encode())), None)
-    return int(client.xtrim(STREAM, minid=floor, approximate=True)) if floor else 0
+    floor = min(summary["min"], delivered, key=_entry_order) if summary["pending"] else delivered
+    return int(client.xtrim(STREAM, minid=floor, approximate=True))
+
+
+def _entry_order(entry_id: bytes | str) -> tuple[int, int]:
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def stream_backlog(client: redis.Redis) -> tuple[int, int]:

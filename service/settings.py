@@ -73,7 +73,6 @@ class Settings(
         "ingest_use_copy": "INGEST_USE_COPY",
         "task_schedules_raw": "TASK_SCHEDULES",
         "tasks_disabled_raw": "TASKS_DISABLED",
-        "task_lock_timeout": "TASK_LOCK_TIMEOUT",
     },
 ):
     """Every setting of the service; field docs become the README's configuration table."""
@@ -160,14 +159,6 @@ class Settings(
         str, _doc("Schedule overrides, `task=cron;task=cron` (cron: minute hour day month weekday, UTC)")
     ] = ""
     tasks_disabled_raw: Annotated[str, _doc("Comma-separated tasks that do not run on their schedule")] = ""
-    task_lock_timeout: Annotated[
-        int,
-        Meta(
-            ge=10,
-            le=7 * 86400,
-            description="Seconds a task run holds its lock at most (a crashed run's lock expires after this)",
-        ),
-    ] = 3600
 
     def __post_init__(self) -> None:
         _check_url("DATABASE_URL", self.database_url, ("postgresql", "postgres"))

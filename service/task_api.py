@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+import anyio.to_thread
 import msgspec
+import redis
 from litestar import Controller, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, QueryParameter
@@ -101,8 +103,17 @@ class TasksController(Controller):
             )
             row = await cur.fetchone()
         assert row is not None
-        resources.queue.enqueue(name, int(row[0]))
-        return RunQueued(run_id=int(row[0]), task=name, status="queued")
+        run_id = int(row[0])
+        try:  # huey's client is synchronous: keep it off the event loop
+            await anyio.to_thread.run_sync(resources.queue.enqueue, name, run_id)
+        except redis.RedisError:
+            async with resources.pool.connection() as conn:
+                await conn.execute(
+                    "UPDATE task_runs SET status = 'failure', finished_at = now(), error = %s WHERE id = %s",
+                    ("could not be queued: Redis is unavailable", run_id),
+                )
+            raise
+        return RunQueued(run_id=run_id, task=name, status="queued")
 
     @get("/runs/", summary="Recorded runs, newest first")
     async def runs(
@@ -113,7 +124,7 @@ class TasksController(Controller):
         since: FromQuery[datetime | None] = None,
         until: FromQuery[datetime | None] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
-        offset: Annotated[int, QueryParameter(ge=0)] = 0,
+        offset: Annotated[int, QueryParameter(ge=0, le=10_000_000)] = 0,
     ) -> RunPage:
         params = {"task": task, "status": status, "since": since, "until": until, "limit": limit, "offset": offset}
         async with resources.pool.connection() as conn:

@@ -1,7 +1,8 @@
 """The huey instance on Redis, the periodic tasks registered on it, and running one task under a lock.
 
 Each run of a task, on its schedule or asked for through the API, goes through `execute`: it takes the task's
-lock in Redis (two runs of one task never overlap; a crashed run's lock expires after TASK_LOCK_TIMEOUT), records
+lock in Redis (two runs of one task never overlap; the lock lives 60 s and a heartbeat renews it while the run
+lives, so a crashed run frees its task within a minute), records
 the run in `task_runs` (started, finished, status, error, the summary the task returns), and counts it in
 Prometheus. Only one `analytics worker` should schedule the periodic tasks (start more with `--no-periodic`).
 """
@@ -9,6 +10,7 @@ Prometheus. Only one `analytics worker` should schedule the periodic tasks (star
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,11 +31,45 @@ from service.settings import Settings
 log = logging.getLogger(__name__)
 
 LOCK_PREFIX = "analytics:task-lock:"
+LOCK_TTL = 60  # seconds; renewed every LOCK_TTL / 3 while the run lives, so a dead run frees its task quickly
 # Delete the lock only if it is still ours (it may have expired and been taken by another run meanwhile).
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+
+
+class _Lock:
+    """The task's lock in Redis for the duration of a run, kept alive by a heartbeat thread."""
+
+    def __init__(self, client: redis.Redis, name: str) -> None:
+        self.client, self.key, self.token = client, LOCK_PREFIX + name, uuid4().hex
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
+
+    def __enter__(self) -> bool:
+        if not self.client.set(self.key, self.token, nx=True, ex=LOCK_TTL):
+            return False
+        self._beat = threading.Thread(target=self._renew, name=f"lock {self.key}", daemon=True)
+        self._beat.start()
+        return True
+
+    def _renew(self) -> None:
+        while not self._stop.wait(LOCK_TTL / 3):
+            try:
+                self.client.eval(_RENEW, 1, self.key, self.token, LOCK_TTL)
+            except redis.RedisError as exc:  # the next beat tries again; the lock outlives one missed beat
+                log.warning("could not renew %s: %s", self.key, exc)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._beat is not None:
+            self._stop.set()
+            self._beat.join()
+            self.client.eval(_RELEASE, 1, self.key, self.token)
 
 
 @dataclass(frozen=True)
@@ -56,21 +92,18 @@ def execute(settings: Settings, name: str, run_id: int | None = None, now: datet
     try:
         with psycopg.connect(settings.database_url, autocommit=True, prepare_threshold=prepare) as conn:
             run_id = _start(conn, name, run_id)
-            token = uuid4().hex
-            if not client.set(LOCK_PREFIX + name, token, nx=True, ex=settings.task_lock_timeout):
-                outcome = Outcome(run_id, "skipped", {}, "another run of this task is in progress")
-            else:
-                try:
-                    context = TaskContext(settings, conn, client, detect_engine(conn), now or datetime.now(UTC))
-                    details = spec.load()(context)
-                    outcome = Outcome(run_id, "success", details)
-                except Exception as exc:
-                    log.exception("task %s failed", name)
-                    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                        conn.rollback()
-                    outcome = Outcome(run_id, "failure", {}, f"{type(exc).__name__}: {exc}".strip())
-                finally:
-                    client.eval(_RELEASE, 1, LOCK_PREFIX + name, token)
+            try:
+                with _Lock(client, name) as locked:
+                    if not locked:
+                        outcome = Outcome(run_id, "skipped", {}, "another run of this task is in progress")
+                    else:
+                        context = TaskContext(settings, conn, client, detect_engine(conn), now or datetime.now(UTC))
+                        outcome = Outcome(run_id, "success", spec.load()(context))
+            except Exception as exc:
+                log.exception("task %s failed", name)
+                if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    conn.rollback()
+                outcome = Outcome(run_id, "failure", {}, f"{type(exc).__name__}: {exc}".strip())
             conn.execute(
                 "UPDATE task_runs SET status = %s, finished_at = greatest(now(), started_at), error = %s, "
                 "details = %s WHERE id = %s",
@@ -138,8 +171,29 @@ def _register(huey: RedisHuey, settings: Settings, name: str, schedule: str) -> 
     huey.periodic_task(parse_cron(schedule), name=name)(run)
 
 
+def close_interrupted_runs(settings: Settings) -> int:
+    """Runs left 'running' whose lock is gone (their worker died) are recorded as failures; how many."""
+    assert settings.database_url is not None and settings.redis_url is not None
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+            running = conn.execute("SELECT id, task_name FROM task_runs WHERE status = 'running'").fetchall()
+            dead = [run_id for run_id, name in running if not client.exists(LOCK_PREFIX + name)]
+            if dead:
+                conn.execute(
+                    "UPDATE task_runs SET status = 'failure', finished_at = greatest(now(), started_at), "
+                    "error = 'interrupted: the worker stopped during the run' WHERE id = ANY(%s)",
+                    (dead,),
+                )
+    finally:
+        client.close()
+    return len(dead)
+
+
 def run_worker(settings: Settings, workers: int = 2, periodic: bool = True) -> None:
     """Run the huey consumer until SIGINT (finish running tasks) or SIGTERM (stop now)."""
+    if interrupted := close_interrupted_runs(settings):
+        log.warning("recorded %d runs interrupted by a stopped worker as failures", interrupted)
     huey = create_queue(settings).huey
     log.info("huey worker consuming queue %r with %d threads (periodic tasks: %s)", huey.name, workers, periodic)
     huey.create_consumer(workers=workers, worker_type="thread", periodic=periodic, flush_locks=True).run()

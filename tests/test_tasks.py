@@ -21,7 +21,7 @@ from service.ingest.schemas import GeoRecord
 from service.live import DEAD_LETTERS, LiveWriter
 from service.scheduling import TaskSpec
 from service.settings import Settings
-from service.tasks import LOCK_PREFIX, create_queue, execute
+from service.tasks import LOCK_PREFIX, close_interrupted_runs, create_queue, execute
 from tests.support import act, at, rows, store
 
 # DESIGN.md section 9 (the seed's table), plus the rollup refresh of this service.
@@ -276,3 +276,15 @@ def test_cleanup_redis_analytics(settings: Settings, redis_url: str) -> None:
     assert 0 < client.ttl("analytics:counts:2026-01-01") <= 9 * 86400
     assert client.ttl("unrelated:key") == -1
     assert client.xlen(DEAD_LETTERS) == 10
+
+
+def test_runs_of_a_dead_worker_are_closed_at_start(settings: Settings, redis_url: str, database_url: str) -> None:
+    with psycopg.connect(database_url) as conn:
+        conn.execute("INSERT INTO task_runs (task_name, status) VALUES ('process_error_logs', 'running'), "
+                     "('refresh_rollups', 'running')")  # fmt: skip
+    redis.Redis.from_url(redis_url).set(LOCK_PREFIX + "refresh_rollups", "alive", ex=60)  # still running elsewhere
+    assert close_interrupted_runs(settings) == 1
+    assert rows(database_url, "SELECT task_name, status, error FROM task_runs ORDER BY id") == [
+        ("process_error_logs", "failure", "interrupted: the worker stopped during the run"),
+        ("refresh_rollups", "running", None),
+    ]

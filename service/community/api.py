@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import calendar
 from collections import Counter
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from litestar import Controller, get
@@ -34,7 +34,8 @@ def patterns(community_id: int, window: Window, volumes: list[tuple[datetime, in
     by_hour: Counter[int] = Counter()
     by_weekday: Counter[int] = Counter()
     by_week: Counter[datetime] = Counter()
-    for bucket, events in volumes:
+    for bucket_at, events in volumes:
+        bucket = bucket_at.astimezone(UTC)  # psycopg answers in the session's time zone; patterns are UTC
         by_hour[bucket.hour] += events
         by_weekday[bucket.weekday()] += events
         by_week[week_start(bucket)] += events

@@ -50,6 +50,8 @@ def _decode(body: bytes, body_type: type[D], prefix: str = "") -> D:
         raise InvalidInput([field_error(exc, prefix)]) from None
     except msgspec.DecodeError as exc:
         raise InvalidInput([FieldError(prefix or "body", f"malformed JSON: {exc}")]) from None
+    except RecursionError:
+        raise InvalidInput([FieldError(prefix or "body", "nested too deeply")]) from None
 
 
 def _client_ids(items: Sequence[HasEventId]) -> set[UUID]:

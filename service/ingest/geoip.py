@@ -36,7 +36,7 @@ class GeoResolver:
                 return Place(city.country.name, city.country.iso_code, region, city.city.name)
             country = self._reader.country(address)
             return Place(country.country.name, country.country.iso_code, None, None)
-        except geoip2.errors.AddressNotFoundError:
+        except (geoip2.errors.AddressNotFoundError, ValueError):  # ValueError: IPv6 in an IPv4-only database
             return None
 
     def close(self) -> None:

@@ -26,8 +26,28 @@ def _time(timestamp: datetime | None, now: datetime, settings: Settings) -> date
     return timestamp
 
 
+def _no_nul(fields: dict[str, str | None]) -> None:
+    """PostgreSQL text cannot hold NUL characters: refuse them here rather than fail at ingest."""
+    bad = [name for name, value in fields.items() if value is not None and "\x00" in value]
+    if bad:
+        raise InvalidInput([FieldError(name, "must not contain NUL characters") for name in bad])
+
+
+def _has_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 def activity_record(item: TrackActivity | PlatformEvent, now: datetime, settings: Settings) -> ActivityRecord:
     """The record for an activity item; `section` and `duration` move from metadata to their columns."""
+    if _has_nul(item.metadata):
+        raise InvalidInput([FieldError("metadata", "must not contain NUL characters")])
+    _no_nul({"session_id": item.session_id})
     metadata = dict(item.metadata)
     section = metadata.pop("section", None)
     duration = metadata.pop("duration", None)
@@ -65,7 +85,9 @@ def geo_record(
         raise InvalidInput([FieldError("ip", "send either `location` or `ip`, not both")])
     if item.location is not None:
         loc = item.location
-        code = loc.country_code or (loc.country if len(loc.country) == 2 and loc.country.isalpha() else None)
+        _no_nul({"location.country": loc.country, "location.region": loc.region, "location.city": loc.city})
+        as_code = len(loc.country) == 2 and loc.country.isascii() and loc.country.isalpha()
+        code = loc.country_code or (loc.country if as_code else None)
         place: Place | None = Place(loc.country, code.upper() if code else None, loc.region, loc.city)
     else:
         field = "ip" if item.ip is not None else "location"

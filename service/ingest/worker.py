@@ -122,7 +122,15 @@ class IngestWorker:
         )
         if not answer:
             return []
-        entries: list[Entry] = answer[0][1]
+        return self._present(answer[0][1])
+
+    def _present(self, entries: list[tuple[bytes, dict[bytes, bytes] | None]]) -> list[Entry]:
+        """The entries that still have their events. One without (trimmed or deleted while pending) can never be
+        stored: say so loudly and acknowledge it, so it does not come back forever."""
+        gone = [entry_id for entry_id, fields in entries if not fields]
+        if gone:
+            log.error("%d pending stream entries no longer exist (first %r); their events are lost", len(gone), gone[0])
+            self.client.xack(STREAM, GROUP, *gone)
         return [(entry_id, fields) for entry_id, fields in entries if fields]
 
     def _claim(self) -> list[Entry]:
@@ -133,7 +141,9 @@ class IngestWorker:
         )
         cursor, entries = answer[0], answer[1]
         self._claim_cursor = cursor.decode() if isinstance(cursor, bytes) else str(cursor)
-        claimed = [(entry_id, fields) for entry_id, fields in entries if fields]
+        if len(answer) > 2 and answer[2]:  # pending ids whose entries were deleted (Redis dropped them from the PEL)
+            log.error("%d pending stream entries no longer exist (first %r); their events are lost", *_first(answer[2]))
+        claimed = self._present(entries)
         if claimed:
             log.info("took over %d entries left pending by another consumer", len(claimed))
         return claimed
@@ -224,6 +234,10 @@ class IngestWorker:
                 self.stop.wait(delay)
                 delay = min(delay * 2, MAX_BACKOFF)
         return None
+
+
+def _first(ids: list[Any]) -> tuple[int, Any]:
+    return len(ids), ids[0]
 
 
 def _first_line(exc: BaseException) -> str:

@@ -236,3 +236,36 @@ def test_redis_down_answers_503_never_500(
             assert client.post(TRACK, json=GOOD).status_code == 202  # back by itself
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field", "message"),
+    [
+        (TRACK, {**GOOD, "session_id": "a\u0000b"}, "session_id", "must not contain NUL characters"),
+        (TRACK, {**GOOD, "metadata": {"note": ["x\u0000"]}}, "metadata", "must not contain NUL characters"),
+        (GEO, {"community_id": 1, "access_result": "allowed", "location": {"country": "D\u0000"}},
+         "location.country", "must not contain NUL characters"),
+    ],
+)  # fmt: skip
+def test_what_postgresql_would_refuse_is_refused_at_the_door(
+    client: Client, redis_url: str, path: str, body: object, field: str, message: str
+) -> None:
+    response = client.post(path, json=body)
+    assert (response.status_code, response.json()["errors"]) == (400, [{"field": field, "message": message}])
+    assert stream_length(redis_url) == 0
+
+
+def test_deeply_nested_json_is_a_400_not_a_500(client: Client) -> None:
+    body = b'{"community_id": 1, "activity_type": "view", "metadata": {"a": ' + b"[" * 5000 + b"]" * 5000 + b"}}"
+    response = client.post(TRACK, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert response.json()["errors"] == [{"field": "body", "message": "nested too deeply"}]
+
+
+def test_a_non_ascii_two_letter_country_is_not_taken_for_a_code(
+    client: Client, make_worker: MakeWorker, database_url: str
+) -> None:
+    body = {"community_id": 1, "access_result": "allowed", "location": {"country": "ÄÖ"}}
+    assert client.post(GEO, json=body).status_code == 202
+    drain(make_worker())
+    assert rows(database_url, "SELECT country, country_code FROM geo_access_events") == [("ÄÖ", None)]
