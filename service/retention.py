@@ -2,7 +2,8 @@
 
 Raw events and metrics are kept RETENTION_RAW_DAYS, rollups, sessions and presence RETENTION_ROLLUP_DAYS.
 On timescaledb the hypertables and continuous aggregates get retention policies (chunks are dropped by
-TimescaleDB's scheduler); on postgres, and for the plain tables of both engines, old rows are deleted here in
+TimescaleDB's scheduler; raw chunks are kept at least 36 days there, beyond the aggregates' refresh window); on
+postgres, and for the plain tables of both engines, old rows are deleted here in
 bounded batches, each its own transaction, so the task never holds long locks or a huge transaction.
 """
 
@@ -16,6 +17,7 @@ from psycopg import sql
 from service.scheduling import TaskContext
 
 BATCH = 10_000
+TIMESCALE_MIN_RAW_DAYS = 36  # one day beyond the refresh policies' start_offset in db/continuous_aggregates/
 
 # (table, time column): raw data, kept RETENTION_RAW_DAYS.
 RAW = [("activity_events", "time"), ("geo_access_events", "time"), ("system_metrics", "recorded_at")]
@@ -72,8 +74,11 @@ def cleanup_old_analytics(context: TaskContext) -> dict[str, Any]:
     rollup_cutoff = context.now - timedelta(days=context.settings.retention_rollup_days)
     summary: dict[str, Any] = {"raw_before": raw_cutoff.isoformat(), "rollups_before": rollup_cutoff.isoformat()}
     if context.engine == "timescaledb":
+        # Raw chunks outlive the continuous aggregates' refresh window (35 days): a refresh over dropped chunks
+        # would empty those buckets.
+        raw_days = max(context.settings.retention_raw_days, TIMESCALE_MIN_RAW_DAYS)
         for table, _ in RAW:
-            summary[table] = ensure_policy(context, table, context.settings.retention_raw_days)
+            summary[table] = ensure_policy(context, table, raw_days)
         for view in CONTINUOUS_AGGREGATES:
             summary[view] = ensure_policy(context, view, context.settings.retention_rollup_days)
     else:

@@ -23,6 +23,7 @@ from service.scheduling import TaskContext
 
 log = logging.getLogger(__name__)
 
+HOUR = timedelta(hours=1)
 SESSION_GAP = timedelta(minutes=30)  # a member's visit ends after 30 minutes without activity
 ORIGIN = datetime(2000, 1, 3, tzinfo=UTC)  # bucket origin shared with time_bucket() and the rollup files
 _LOCK_ID = 0x726F6C6C7570  # "rollup"
@@ -80,12 +81,21 @@ class Refreshed:
 
 
 def record_invalidation(conn: psycopg.Connection[Any], source: str, times: Iterable[datetime]) -> None:
-    """Note that raw rows of `source` were written at `times`, in the writer's transaction."""
-    stamps = list(times)
-    if stamps:
-        conn.execute(
-            "INSERT INTO rollup_invalidations (source, lo, hi) VALUES (%s, %s, %s)", (source, min(stamps), max(stamps))
-        )
+    """Note that raw rows of `source` were written at `times`, in the writer's transaction: one range per run of
+    consecutive hours, so one back-dated event does not make the refresh recompute everything in between."""
+    hours = sorted({floor(t, HOUR) for t in times})
+    if not hours:
+        return
+    runs: list[list[datetime]] = []
+    for hour in hours:
+        if runs and hour - runs[-1][-1] <= HOUR:
+            runs[-1].append(hour)
+        else:
+            runs.append([hour])
+    conn.cursor().executemany(
+        "INSERT INTO rollup_invalidations (source, lo, hi) VALUES (%s, %s, %s)",
+        [(source, run[0], run[-1] + HOUR - timedelta(microseconds=1)) for run in runs],
+    )
 
 
 def merge(ranges: Iterable[Range], slack: timedelta = timedelta(0)) -> list[Range]:

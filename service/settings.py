@@ -118,7 +118,7 @@ class Settings(
         int, Meta(ge=1024, le=64 * 1024 * 1024, description="Largest tracking request body, in bytes")
     ] = 1024 * 1024
     track_max_age: Annotated[
-        int, Meta(ge=0, le=366 * 86400, description="Oldest client `timestamp` accepted, in seconds before now")
+        int, Meta(ge=0, le=30 * 86400, description="Oldest client `timestamp` accepted, in seconds before now")
     ] = 7 * 86400
     track_max_future: Annotated[
         int, Meta(ge=0, le=3600, description="Furthest client `timestamp` accepted, in seconds after now")

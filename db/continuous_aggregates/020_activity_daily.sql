@@ -10,4 +10,4 @@ GROUP BY 1, 2, 3
 WITH NO DATA;
 CREATE INDEX activity_daily_community_idx ON activity_daily (community_id, bucket);
 SELECT add_continuous_aggregate_policy('activity_daily',
-    start_offset => NULL, end_offset => INTERVAL '1 day', schedule_interval => INTERVAL '5 minutes');
+    start_offset => INTERVAL '35 days', end_offset => INTERVAL '1 day', schedule_interval => INTERVAL '5 minutes');

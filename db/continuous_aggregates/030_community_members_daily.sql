@@ -10,4 +10,4 @@ GROUP BY 1, 2, 3
 WITH NO DATA;
 CREATE INDEX community_members_daily_community_idx ON community_members_daily (community_id, bucket);
 SELECT add_continuous_aggregate_policy('community_members_daily',
-    start_offset => NULL, end_offset => INTERVAL '1 day', schedule_interval => INTERVAL '5 minutes');
+    start_offset => INTERVAL '35 days', end_offset => INTERVAL '1 day', schedule_interval => INTERVAL '5 minutes');

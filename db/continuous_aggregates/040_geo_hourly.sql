@@ -10,4 +10,4 @@ GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9
 WITH NO DATA;
 CREATE INDEX geo_hourly_community_idx ON geo_hourly (community_id, bucket);
 SELECT add_continuous_aggregate_policy('geo_hourly',
-    start_offset => NULL, end_offset => INTERVAL '1 hour', schedule_interval => INTERVAL '1 minute');
+    start_offset => INTERVAL '35 days', end_offset => INTERVAL '1 hour', schedule_interval => INTERVAL '1 minute');

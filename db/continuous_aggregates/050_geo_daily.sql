@@ -10,4 +10,4 @@ GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9
 WITH NO DATA;
 CREATE INDEX geo_daily_community_idx ON geo_daily (community_id, bucket);
 SELECT add_continuous_aggregate_policy('geo_daily',
-    start_offset => NULL, end_offset => INTERVAL '1 day', schedule_interval => INTERVAL '5 minutes');
+    start_offset => INTERVAL '35 days', end_offset => INTERVAL '1 day', schedule_interval => INTERVAL '5 minutes');

@@ -9,4 +9,4 @@ FROM system_metrics
 GROUP BY 1, 2
 WITH NO DATA;
 SELECT add_continuous_aggregate_policy('system_metrics_hourly',
-    start_offset => NULL, end_offset => INTERVAL '1 hour', schedule_interval => INTERVAL '5 minutes');
+    start_offset => INTERVAL '35 days', end_offset => INTERVAL '1 hour', schedule_interval => INTERVAL '5 minutes');

@@ -76,6 +76,18 @@ ON CONFLICT (event_id, time) DO NOTHING
 """
 
 
+# The other order: a block stored now turns accesses allowed shortly after it (stored before, as delivery
+# order may differ from event order) into bypasses.
+_EARLIER_ALLOWED = """
+UPDATE geo_access_events a SET restriction_bypass = true
+FROM geo_staging b
+WHERE b.access_result = 'blocked' AND a.access_result = 'allowed' AND NOT a.restriction_bypass
+  AND a.user_id = b.user_id AND a.community_id = b.community_id AND a.country_code <> b.country_code
+  AND a.time BETWEEN b.time AND b.time + make_interval(secs => %(window)s)
+RETURNING a.time
+"""
+
+
 def _activity_rows(records: Sequence[ActivityRecord]) -> list[tuple[object, ...]]:
     return [
         (r.time, r.event_id, r.community_id, r.user_id, r.activity_type, r.session_id, r.duration, r.section,
@@ -147,6 +159,9 @@ def write_geo(
         _fill(cur, "geo_staging", GEO_COLUMNS, GEO_TYPES, rows, use_copy)
         cur.execute(_HOMES)
         cur.execute(_GEO_INSERT, {"window": bypass_window})
+        cur.execute(_EARLIER_ALLOWED, {"window": bypass_window})
+        flagged = [row[0] for row in cur.fetchall()]
+    record_invalidation(conn, "geo", flagged)  # their buckets' bypass counts changed
 
 
 def write_batch(
