@@ -10,7 +10,6 @@ import redis.asyncio as aioredis
 from litestar import Litestar
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from redis.exceptions import RedisError
 
 from service import __version__
 from service.community.api import CommunityAnalyticsController
@@ -20,7 +19,7 @@ from service.geo.api import GeoAnalyticsController
 from service.health import HealthController
 from service.ingest.api import CommunityTrackController, EventsController, GeoTrackController
 from service.ingest.geoip import GeoResolver
-from service.live import LiveWriter, ensure_group
+from service.live import LiveWriter
 from service.migrations import plan
 from service.reports.api import ReportsController
 from service.resources import Resources, provide_resources
@@ -68,11 +67,7 @@ def create_app(settings: Settings) -> Litestar:
                 engine = await detect_engine_async(conn)
             log.info("storage engine: %s", engine)
             live = LiveWriter(client, settings.ingest_max_backlog)
-            try:
-                await _warn_without_persistence(client)
-                await ensure_group(client)
-            except RedisError as exc:  # tracking answers 503 until Redis is back; the API still starts
-                log.warning("Redis is unreachable at start-up: %s", exc)
+            await _warn_without_persistence(client)
             app.state.resources = Resources(
                 settings,
                 pool,

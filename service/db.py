@@ -9,6 +9,7 @@ from typing import Any, Literal
 import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
+from service.errors import first_line
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -59,14 +60,10 @@ def connect(url: str, wait: float = 0.0, autocommit: bool = True, prepared: bool
             )
         except psycopg.OperationalError as exc:
             if time.monotonic() + delay > deadline:
-                raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {_first_line(exc)}") from None
-            log.info("waiting for PostgreSQL: %s", _first_line(exc))
+                raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {first_line(exc)}") from None
+            log.info("waiting for PostgreSQL: %s", first_line(exc))
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def _connection_options(settings: Settings) -> dict[str, Any]:

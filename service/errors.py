@@ -23,6 +23,12 @@ from psycopg_pool import PoolTimeout
 log = logging.getLogger(__name__)
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception as one line for logs and health checks (driver messages run over several)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class FieldError(msgspec.Struct):
     """One problem with the input: the field (a dotted path, `[i]` for list items) and what is wrong."""
 

@@ -10,6 +10,7 @@ from litestar import Controller, Response, get
 from litestar.di import NamedDependency
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
+from service.errors import first_line
 from service.migrations import pending
 from service.resources import Resources
 
@@ -35,18 +36,13 @@ class Liveness(msgspec.Struct):
     status: str
 
 
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 async def _within(seconds: float, check: Awaitable[Check]) -> Check:
     try:
         return await asyncio.wait_for(check, seconds)
     except TimeoutError:
         return Check(ok=False, error=f"no answer within {seconds:g}s")
     except Exception as exc:  # noqa: BLE001 - any failure is the check's answer
-        return Check(ok=False, error=_describe(exc))
+        return Check(ok=False, error=first_line(exc))
 
 
 async def _database_and_schema(resources: Resources) -> tuple[Check, Check]:
@@ -56,7 +52,7 @@ async def _database_and_schema(resources: Resources) -> tuple[Check, Check]:
             cur = await conn.execute("SELECT name, checksum FROM schema_migrations")
             applied = {name: checksum for name, checksum in await cur.fetchall()}
     except Exception as exc:  # noqa: BLE001 - reported, not raised
-        error = _describe(exc)
+        error = first_line(exc)
         if "schema_migrations" in error and "does not exist" in error:
             return Check(ok=True), Check(ok=False, error="no migrations applied; run `analytics migrate`")
         return Check(ok=False, error=error), Check(ok=False, error="database unreachable")

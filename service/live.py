@@ -31,7 +31,7 @@ from uuid import UUID
 import msgspec
 import redis
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError
 
 from service.ingest.schemas import ActivityRecord, GeoRecord
 from service.scheduling import TaskContext
@@ -242,15 +242,6 @@ class LiveWriter:
         if length < 0:
             raise Backlogged(f"more than {self.max_backlog} stream entries wait for ingest")
         self.backlog = length
-
-
-async def ensure_group(client: aioredis.Redis) -> None:
-    """Create the stream and its consumer group if missing (from the stream's start, so nothing is skipped)."""
-    try:
-        await client.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
-    except ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
 
 
 async def day_counts(client: aioredis.Redis, day: str, community_id: int | None = None) -> dict[str, int]:

@@ -93,6 +93,11 @@ def parse_cron(expression: str) -> Callable[[datetime], bool]:
     return test
 
 
+def quarter_hour(now: datetime) -> datetime:
+    """The start of the quarter hour holding `now`: the sample slot of the quarter-hourly tasks."""
+    return now.replace(minute=now.minute - now.minute % 15, second=0, microsecond=0)
+
+
 def next_run(expression: str, after: datetime, horizon: timedelta = timedelta(days=32)) -> datetime | None:
     """The first whole minute after `after` (UTC) that the schedule matches, if any within `horizon`."""
     test = parse_cron(expression)

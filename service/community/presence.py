@@ -6,9 +6,7 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 from service.live import PRESENCE_WINDOW, live_communities, peak_key
-from service.scheduling import TaskContext
-
-SLOT = timedelta(minutes=15)
+from service.scheduling import TaskContext, quarter_hour
 
 # A community sampled earlier today that has no presence left is sampled as 0 online, so its daily average
 # counts the quiet quarter hours too (from its first sample of the day on).
@@ -39,17 +37,12 @@ SET peak_online = excluded.peak_online, average_online = excluded.average_online
 """
 
 
-def slot_of(now: datetime) -> datetime:
-    """The quarter hour holding `now`."""
-    return now.replace(minute=now.minute - now.minute % 15, second=0, microsecond=0)
-
-
 def update_community_analytics(context: TaskContext) -> dict[str, Any]:
     """Sample every community's online members into this quarter hour's slot (rerunning in the same slot
     overwrites it), then recompute today's average and peak per community."""
     now = context.now
     online = live_communities(context.redis, now.timestamp())
-    slot = slot_of(now)
+    slot = quarter_hour(now)
     today = datetime.combine(now.date(), time(), now.tzinfo)
     with context.conn.transaction():
         if online:

@@ -26,6 +26,7 @@ import redis
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from service.db import sync_pool
+from service.errors import first_line
 from service.ingest.schemas import ActivityRecord, GeoRecord
 from service.ingest.writer import write_batch
 from service.live import DEAD_LETTERS, GROUP, KIND_ACTIVITY, KIND_GEO, STREAM, trim_acknowledged
@@ -201,7 +202,7 @@ class IngestWorker:
             except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
                 if self.stop.is_set():
                     return None
-                log.warning("cannot write to PostgreSQL (%s); retrying in %.1fs", _first_line(exc), delay)
+                log.warning("cannot write to PostgreSQL (%s); retrying in %.1fs", first_line(exc), delay)
                 self.stop.wait(delay)
                 delay = min(delay * 2, MAX_BACKOFF)
 
@@ -217,7 +218,7 @@ class IngestWorker:
                 else:
                     write_batch(conn, [], [record], self.settings.geo_bypass_window, self.settings.ingest_use_copy)
             except (psycopg.IntegrityError, psycopg.DataError) as exc:
-                refused.append((index, _first_line(exc)))
+                refused.append((index, first_line(exc)))
         return refused
 
     def _trim(self) -> None:
@@ -238,11 +239,6 @@ class IngestWorker:
 
 def _first(ids: list[Any]) -> tuple[int, Any]:
     return len(ids), ids[0]
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def run(settings: Settings) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +14,7 @@ from psycopg.types.json import Jsonb
 from service.live import stream_backlog
 from service.observability import SYSTEM_METRIC
 from service.rollups import record_invalidation
-from service.scheduling import TaskContext
-
-SLOT = timedelta(minutes=15)
+from service.scheduling import TaskContext, quarter_hour
 
 _DATABASE = """
 SELECT pg_database_size(current_database()),
@@ -53,7 +50,7 @@ def sample(context: TaskContext) -> dict[str, tuple[float, dict[str, Any]]]:
 
 def update_system_metrics(context: TaskContext) -> dict[str, Any]:
     """Write one sample per metric in the current quarter-hour slot (a rerun replaces the slot's sample)."""
-    slot = context.now.replace(minute=context.now.minute - context.now.minute % 15, second=0, microsecond=0)
+    slot = quarter_hour(context.now)
     values = sample(context)
     with context.conn.transaction():
         context.conn.execute(
