@@ -79,7 +79,17 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
     from service import bench
 
-    options = bench.Options(duration=args.duration, connections=args.connections, events=args.events)
+    options = bench.Options(
+        duration=args.duration,
+        connections=args.connections,
+        events=args.events if args.events is not None else bench.DEFAULT_EVENTS[args.target],
+        geo_events=args.geo_events,
+        communities=args.communities,
+        users=args.users,
+        days=args.days,
+        samples=args.samples,
+        raw_samples=args.raw_samples,
+    )
     return bench.run(settings, args.target, options)
 
 
@@ -108,15 +118,46 @@ def parser() -> argparse.ArgumentParser:
     )
     bench = sub.add_parser(
         "bench",
-        help="measure throughput beside baselines of the same run (starts its own servers unless URLs are set)",
+        help="measure throughput and latency beside baselines of the same run (starts its own servers unless URLs "
+        "are set)",
     )
-    bench.add_argument("target", choices=["ingest"], help="what to measure: ingest (tracking and stream -> table)")
     bench.add_argument(
-        "--duration", type=_positive, default=10, metavar="SECONDS", help="seconds per HTTP measurement (default 10)"
+        "target",
+        choices=["ingest", "queries"],
+        help="what to measure: ingest (tracking and stream -> table) or queries (read endpoints against the same "
+        "figures computed from the raw tables)",
     )
-    bench.add_argument("--connections", type=_positive, default=64, help="wrk connections (default 64)")
     bench.add_argument(
-        "--events", type=_positive, default=200_000, help="events put through the stream -> table path (default 200000)"
+        "--duration",
+        type=_positive,
+        default=10,
+        metavar="SECONDS",
+        help="ingest: seconds per HTTP measurement (default 10)",
+    )
+    bench.add_argument("--connections", type=_positive, default=64, help="ingest: wrk connections (default 64)")
+    bench.add_argument(
+        "--events",
+        type=_positive,
+        default=None,
+        help="ingest: events put through the stream -> table path (default 200000); queries: activity events "
+        "loaded (default 10000000)",
+    )
+    bench.add_argument(
+        "--geo-events", type=_positive, default=1_000_000, help="queries: geo access events loaded (default 1000000)"
+    )
+    bench.add_argument("--communities", type=_positive, default=1_000, help="queries: communities (default 1000)")
+    bench.add_argument("--users", type=_positive, default=100_000, help="queries: members (default 100000)")
+    bench.add_argument(
+        "--days", type=_positive, default=30, help="queries: days the data set spans, ending now (default 30)"
+    )
+    bench.add_argument(
+        "--samples", type=_positive, default=200, help="queries: timed requests per endpoint (default 200)"
+    )
+    bench.add_argument(
+        "--raw-samples",
+        type=_positive,
+        default=20,
+        help="queries: timed computations from the raw tables per endpoint (default 20)",
     )
     return p
 

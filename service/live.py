@@ -277,27 +277,41 @@ def activity_level(recent: int, baseline: float) -> tuple[float, str]:
 
 async def realtime(client: aioredis.Redis, community_id: int, now: float | None = None) -> Realtime:
     """Online members, today's peak and the activity score of a community, in one round trip."""
+    [answer] = await realtime_many(client, [community_id], now)
+    return answer
+
+
+async def realtime_many(client: aioredis.Redis, community_ids: list[int], now: float | None = None) -> list[Realtime]:
+    """`realtime` of several communities, all in one round trip."""
     now = time.time() if now is None else now
     minute = int(now // 60)
     days = [_day(now - 86400 * back) for back in range(1, SCORE_HISTORY_DAYS + 1)]
     pipe = client.pipeline(transaction=False)
-    pipe.zcount(presence_key(community_id), now - PRESENCE_WINDOW, "+inf")
-    pipe.hget(peak_key(_day(now)), str(community_id))
-    pipe.mget([minute_key(community_id, m) for m in range(minute - ACTIVITY_WINDOW // 60 + 1, minute + 1)])
-    for day in days:
-        pipe.hget(counts_key(day, community_id), "events")
-    online, peak, minutes, *history = await pipe.execute()
-    recent = sum(int(v) for v in minutes if v is not None)
-    baseline = sum(int(v) for v in history if v is not None) / (SCORE_HISTORY_DAYS * 86400 / ACTIVITY_WINDOW)
-    score, label = activity_level(recent, baseline)
-    return Realtime(
-        online_members=int(online),
-        activity_score=score,
-        peak_members_today=int(peak or 0),
-        current_activity=label,
-        recent_events=recent,
-        baseline_events=round(baseline, 2),
-    )
+    for community_id in community_ids:
+        pipe.zcount(presence_key(community_id), now - PRESENCE_WINDOW, "+inf")
+        pipe.hget(peak_key(_day(now)), str(community_id))
+        pipe.mget([minute_key(community_id, m) for m in range(minute - ACTIVITY_WINDOW // 60 + 1, minute + 1)])
+        for day in days:
+            pipe.hget(counts_key(day, community_id), "events")
+    replies = await pipe.execute()
+    per_community = 3 + len(days)
+    answers = []
+    for i in range(len(community_ids)):
+        online, peak, minutes, *history = replies[i * per_community : (i + 1) * per_community]
+        recent = sum(int(v) for v in minutes if v is not None)
+        baseline = sum(int(v) for v in history if v is not None) / (SCORE_HISTORY_DAYS * 86400 / ACTIVITY_WINDOW)
+        score, label = activity_level(recent, baseline)
+        answers.append(
+            Realtime(
+                online_members=int(online),
+                activity_score=score,
+                peak_members_today=int(peak or 0),
+                current_activity=label,
+                recent_events=recent,
+                baseline_events=round(baseline, 2),
+            )
+        )
+    return answers
 
 
 def stream_events(client: redis.Redis) -> int:

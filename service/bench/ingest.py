@@ -4,26 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import http.client
-import importlib.util
 import os
-import platform
 import random
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 import psycopg
@@ -33,18 +26,28 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from service.bench import Options
+from service.bench.harness import (
+    Bench,
+    BenchError,
+    HttpApp,
+    OtherLoad,
+    Progress,
+    cores,
+    flush_redis,
+    machine,
+    render_table,
+    run_bench,
+    wait_for_redis_persistence,
+)
 from service.db import connect, detect_engine, sync_pool
 from service.ingest.records import activity_record
 from service.ingest.schemas import ActivityRecord, TrackActivity
 from service.ingest.worker import IngestWorker
 from service.ingest.writer import ACTIVITY_COLUMNS
 from service.live import LiveWriter, stream_events
-from service.localstack import Child, PostgresServer, RedisServer, StackError, ensure_binaries, free_port
+from service.localstack import free_port
 from service.migrations import migrate
 from service.settings import Settings
-
-if TYPE_CHECKING:
-    from rich.console import Console
 
 HTTP_WORKERS = 2
 WRK_THREADS = 2
@@ -104,59 +107,6 @@ done = function(summary, latency, requests)
     latency:percentile(50), latency:percentile(99)))
 end
 """
-
-
-class BenchError(Exception):
-    """The benchmark cannot go on; the message says why (and what to do)."""
-
-
-class _Interrupted(Exception):
-    """SIGTERM arrived: unwind like Ctrl-C."""
-
-
-def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
-    raise _Interrupted(signal.Signals(signum).name)
-
-
-class Progress:
-    """Progress on stderr: a rich spinner when rich is installed, plain lines otherwise."""
-
-    def __init__(self) -> None:
-        self.console: Console | None = None
-        if importlib.util.find_spec("rich") is not None:
-            from rich.console import Console
-
-            self.console = Console(stderr=True, soft_wrap=True)
-
-    @contextmanager
-    def step(self, message: str) -> Iterator[None]:
-        """Show `message` while the block runs, then how long it took."""
-        start = time.perf_counter()
-        if self.console is None:
-            print(f"{message} ...", file=sys.stderr, flush=True)
-            yield
-        else:
-            from rich.text import Text
-
-            with self.console.status(Text(message)):
-                yield
-        self.note(f"{message}: {time.perf_counter() - start:.1f} s")
-
-    def note(self, message: str) -> None:
-        """One line of progress."""
-        if self.console is None:
-            print(message, file=sys.stderr, flush=True)
-        else:
-            self.console.print(message, markup=False, highlight=False)
-
-    def warn(self, message: str) -> None:
-        """A line that must not be missed."""
-        if self.console is None:
-            print(f"WARNING: {message}", file=sys.stderr, flush=True)
-        else:
-            from rich.text import Text
-
-            self.console.print(Text(f"WARNING: {message}", style="bold red"))
 
 
 # --- load generator -------------------------------------------------------------------------------------------
@@ -296,62 +246,7 @@ def stream_records(settings: Settings, rng: random.Random, count: int) -> list[A
     ]
 
 
-# --- HTTP servers under test ----------------------------------------------------------------------------------
-
-
-def http_request(port: int, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-    """One request to 127.0.0.1:`port`; the status and the body of the answer."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        headers = {"Content-Type": "application/json"} if body is not None else {}
-        conn.request(method, path, body=body, headers=headers)
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
-
-
-class HttpApp:
-    """An HTTP server under test: a child process logging into the bench directory, healthy once /health is."""
-
-    def __init__(self, directory: Path, name: str, argv: list[str], env: dict[str, str], port: int) -> None:
-        self.child = Child(directory, name)
-        self.argv = argv
-        self.env = env
-        self.port = port
-
-    def url(self, path: str) -> str:
-        """The address of `path` on this server."""
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def start(self, timeout: float = 60.0) -> None:
-        """Start the server and wait until it answers `GET /health` with 200."""
-        self.child.spawn(self.argv, env=self.env)
-        deadline = time.monotonic() + timeout
-        while True:
-            if not self.child.alive():
-                raise BenchError(f"{self.child.name} exited on start-up:\n{self.child.log_tail()}")
-            try:
-                if http_request(self.port, "GET", "/health")[0] == 200:
-                    return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise BenchError(f"{self.child.name} did not answer within {timeout:.0f}s:\n{self.child.log_tail()}")
-            time.sleep(0.1)
-
-    def expect(self, path: str, body: bytes, accepted: int | None = None) -> None:
-        """POST `body` once and insist on 202 (and on `accepted` events accepted, for a batch)."""
-        status, answer = http_request(self.port, "POST", path, body)
-        ok = status == 202
-        if ok and accepted is not None:
-            ok = msgspec.json.decode(answer).get("accepted") == accepted
-        if not ok:
-            raise BenchError(f"{self.child.name}: POST {path} answered {status}: {answer[:500]!r}")
-
-    def stop(self) -> None:
-        """Stop the server (SIGTERM, then SIGKILL after 15 s)."""
-        self.child.stop(timeout=15)
+# --- measuring ------------------------------------------------------------------------------------------------
 
 
 def measure(
@@ -376,75 +271,6 @@ def measure(
     if result.errors:
         progress.warn(f"{label}: {result.problems()} -- the figures of this run are NOT valid")
     return warmup, result
-
-
-# --- other load on the machine ---------------------------------------------------------------------------------
-
-
-def _cpu_sample() -> tuple[float, dict[int, int], int] | None:
-    """(monotonic time, CPU ticks of every user-space process outside this process's tree -- its reaped
-    children included --, steal ticks of the machine), or None without /proc."""
-    try:
-        steal = int(Path("/proc/stat").read_text().splitlines()[0].split()[8])
-        parents: dict[int, int] = {}
-        used: dict[int, int] = {}
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit():
-                continue
-            try:
-                stat = Path(entry.path, "stat").read_text().rpartition(")")[2].split()
-            except OSError:
-                continue  # gone meanwhile
-            parents[int(entry.name)] = int(stat[1])
-            used[int(entry.name)] = sum(int(x) for x in stat[11:15])  # utime, stime, cutime, cstime
-    except (OSError, ValueError, IndexError):
-        return None
-    children: dict[int, list[int]] = {}
-    for pid, parent in parents.items():
-        children.setdefault(parent, []).append(pid)
-    todo = [os.getpid()]
-    while todo:  # this process and its descendants are the benchmark
-        pid = todo.pop()
-        used.pop(pid, None)
-        todo += children.get(pid, [])
-    others = {pid: ticks for pid, ticks in used.items() if pid != 2 and parents.get(pid) != 2}  # no kernel threads
-    return time.monotonic(), others, steal
-
-
-class OtherLoad:
-    """CPU that other user-space processes and the hypervisor (steal time) took from the machine while we measured."""
-
-    LIMIT = 0.05  # of the machine's capacity: above, the figure of that span is disturbed
-
-    def __init__(self) -> None:
-        self.shares: dict[str, float] = {}
-
-    @contextmanager
-    def watch(self, label: str, progress: Progress) -> Iterator[None]:
-        """Record the share of the machine's CPU others took while the block ran."""
-        start = _cpu_sample()
-        yield
-        end = _cpu_sample()
-        if start is None or end is None or end[0] <= start[0]:
-            return
-        ticks = sum(max(0, used - start[1].get(pid, 0)) for pid, used in end[1].items()) + end[2] - start[2]
-        share = ticks / os.sysconf("SC_CLK_TCK") / (cores() * (end[0] - start[0]))
-        self.shares[label] = share
-        if share > self.LIMIT:
-            progress.warn(f"{label}: other processes took {share:.0%} of the CPU meanwhile; the figure is disturbed")
-
-    def disturbed(self, *labels: str) -> bool:
-        """Whether others took more than LIMIT during any of these spans."""
-        return any(self.shares.get(label, 0.0) > self.LIMIT for label in labels)
-
-    def summary(self) -> str:
-        """One line naming each span's share."""
-        if not self.shares:
-            return "CPU taken by other processes during the measured spans: unknown (no /proc)"
-        spans = ", ".join(f"{label} {share:.0%}".replace("%", " %") for label, share in self.shares.items())
-        worst = max(self.shares.values())
-        verdict = "ok" if worst <= self.LIMIT else f"!!! above {self.LIMIT:.0%}: those figures are disturbed"
-        return f"CPU taken by other processes during the measured spans: {spans} ({verdict})"
 
 
 # --- stream -> table ------------------------------------------------------------------------------------------
@@ -528,73 +354,6 @@ def drain_stream(settings: Settings, expected: int) -> float:
         client.close()
 
 
-# --- servers --------------------------------------------------------------------------------------------------
-
-
-def start_servers(
-    settings: Settings, directory: Path, servers: list[PostgresServer | RedisServer], progress: Progress
-) -> tuple[str, str]:
-    """The database and Redis URLs: from the settings, or of servers started in `directory`."""
-    database_url, redis_url = settings.database_url, settings.redis_url
-    if database_url is not None:
-        progress.warn(f"using DATABASE_URL: the bench TRUNCATEs {TABLE} there (before, between runs and after)")
-    if redis_url is not None:
-        progress.warn("using REDIS_URL: the bench FLUSHes that Redis database (before, between runs and after)")
-    if database_url is None or redis_url is None:
-        ensure_binaries()
-    if database_url is None:
-        with progress.step("starting PostgreSQL"):
-            postgres = PostgresServer(directory)
-            servers.append(postgres)
-            postgres.start()
-        database_url = postgres.url()
-    if redis_url is None:
-        with progress.step("starting Redis"):
-            redis_server = RedisServer(directory)
-            servers.append(redis_server)
-            redis_server.start()
-        redis_url = redis_server.url
-    return database_url, redis_url
-
-
-def flush_redis(redis_url: str) -> None:
-    """Empty the Redis database of the bench."""
-    client = redis.Redis.from_url(redis_url)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
-
-
-def wait_for_redis_persistence(redis_url: str, timeout: float = 120.0) -> None:
-    """Wait until Redis rewrites no append-only file and saves no snapshot, so that no fork of it competes
-    with a timed run for the CPU and the disk."""
-    client = redis.Redis.from_url(redis_url)
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            info: Any = client.info("persistence")
-            busy = ("aof_rewrite_in_progress", "aof_rewrite_scheduled", "rdb_bgsave_in_progress")
-            if not any(int(info.get(key, 0)) for key in busy):
-                return
-            time.sleep(0.1)
-    finally:
-        client.close()
-
-
-def versions(database_url: str, redis_url: str) -> str:
-    """PostgreSQL and Redis versions, for the report."""
-    with connect(database_url) as conn:
-        row = conn.execute("SHOW server_version").fetchone()
-    client = redis.Redis.from_url(redis_url)
-    try:
-        info: Any = client.info("server")
-    finally:
-        client.close()
-    pg = str(row[0]).split()[0] if row else "?"
-    return f"PostgreSQL {pg}, Redis {info.get('redis_version', '?')}"
-
-
 # --- report ---------------------------------------------------------------------------------------------------
 
 
@@ -624,94 +383,33 @@ class Row:
         return [self.name, self.measured, self.baseline, f"{self.ratio:.0%}".replace("%", " %"), goal, verdict]
 
 
-def render_table(header: str, rows: Sequence[Row]) -> str:
-    """The figures as an aligned text table."""
-    lines = [["", "measured", "baseline", "ratio", "goal", ""], *(row.cells() for row in rows)]
-    widths = [max(len(line[i]) for line in lines) for i in range(6)]
-    right = {1, 3}
-    text = [header]
-    for line in lines:
-        cells = [
-            cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in enumerate(zip(line, widths, strict=True))
-        ]
-        text.append("  ".join(cells).rstrip())
-    return "\n".join(text)
-
-
-def cpu_idle(seconds: float = 1.0) -> float | None:
-    """The share of CPU time the machine spent idle over `seconds` (None where /proc/stat is missing)."""
-
-    def sample() -> tuple[int, int]:
-        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-        return sum(fields), fields[3] + (fields[4] if len(fields) > 4 else 0)  # total, idle + iowait
-
-    try:
-        total0, idle0 = sample()
-        time.sleep(seconds)
-        total1, idle1 = sample()
-    except (OSError, ValueError, IndexError):
-        return None
-    return (idle1 - idle0) / (total1 - total0) if total1 > total0 else None
-
-
-def cores() -> int:
-    """CPU cores this process may run on."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
 # --- the run --------------------------------------------------------------------------------------------------
 
 
 def run(settings: Settings, options: Options) -> int:
     """Run the ingest benchmark, print the table; 0 when every run was free of errors, else 1 (130: stopped)."""
-    wall = time.monotonic()
-    progress = Progress()
-    previous = signal.signal(signal.SIGTERM, _raise_interrupted)
-    directory = Path(tempfile.mkdtemp(prefix="analytics-bench-"))
-    directory.chmod(0o755)  # PostgreSQL runs as `postgres` under root: it must enter the directory
-    servers: list[PostgresServer | RedisServer] = []
-    apps: list[HttpApp] = []
-    external = (settings.database_url is not None, settings.redis_url is not None)
-    urls: tuple[str, str] | None = None
-    try:
-        wrk = ensure_wrk(progress)
-        idle = cpu_idle()
-        if idle is not None and idle < 0.9:
-            progress.warn(f"the machine is busy ({1 - idle:.0%} CPU in use before the run): the figures will be noisy")
-        urls = start_servers(settings, directory, servers, progress)
-        return _benchmark(settings, options, progress, wrk, directory, urls, apps, wall, idle)
-    except (BenchError, StackError) as exc:
-        print(f"analytics bench: {exc}", file=sys.stderr)
-        return 1
-    except (KeyboardInterrupt, _Interrupted):
-        print("analytics bench: interrupted; stopping", file=sys.stderr)
-        return 130
-    finally:
-        interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup short
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        try:
-            for app in reversed(apps):
-                app.stop()
-            if urls is not None:
-                _clean_external(urls, external)
-            for server in reversed(servers):
-                server.stop()
-            shutil.rmtree(directory, ignore_errors=True)
-        finally:
-            signal.signal(signal.SIGINT, interrupt)
-            signal.signal(signal.SIGTERM, previous)
+
+    def body(bench: Bench) -> int:
+        wrk = ensure_wrk(bench.progress)
+        idle = bench.check_idle()
+        urls = bench.start_servers(
+            f"using DATABASE_URL: the bench TRUNCATEs {TABLE} there (before, between runs and after)",
+            "using REDIS_URL: the bench FLUSHes that Redis database (before, between runs and after)",
+        )
+        return _benchmark(settings, options, bench.progress, wrk, bench.directory, urls, bench.apps, bench.wall, idle)
+
+    return run_bench(settings, body, _clean_external)
 
 
-def _clean_external(urls: tuple[str, str], external: tuple[bool, bool]) -> None:
+def _clean_external(bench: Bench) -> None:
     """Leave a database or Redis the user gave us without the bench's events."""
+    assert bench.urls is not None
     try:
-        if external[0]:
-            with connect(urls[0]) as conn:
+        if bench.external_database:
+            with connect(bench.urls[0]) as conn:
                 conn.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(TABLE)))
-        if external[1]:
-            flush_redis(urls[1])
+        if bench.external_redis:
+            flush_redis(bench.urls[1])
     except (psycopg.Error, redis.RedisError) as exc:
         print(f"analytics bench: could not clean up after the run: {exc}", file=sys.stderr)
 
@@ -853,14 +551,14 @@ def _benchmark(
         notes.append(f"!!! {label}: {r.problems()} -- the figures of this run are NOT valid")
     if missing:
         notes.append(f"!!! {missing:,} events answered 202 are missing from the stream")
-    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    notes.append(
-        f"machine: {cores()} cores ({os.cpu_count()} online), {platform.system()} {platform.release()} "
-        f"{platform.machine()}, Python {platform.python_version()}, {versions(database_url, redis_url)}, {now}"
-    )
+    notes.append(machine(database_url, redis_url))
     notes.append(load.summary())
     idle_text = "unknown" if idle is None else f"{idle:.0%}"
     notes.append(f"wall time: {time.monotonic() - wall:.0f} s; CPU idle in the second before the run: {idle_text}")
-    print(render_table(header, rows))
+    print(
+        render_table(
+            header, [["", "measured", "baseline", "ratio", "goal", ""], *(row.cells() for row in rows)], {1, 3}
+        )
+    )
     print("\n".join(notes), flush=True)
     return 1 if invalid or missing else 0

@@ -21,7 +21,7 @@ from service.community.schemas import (
     WeekdayVolume,
     WeekVolume,
 )
-from service.live import Realtime, realtime
+from service.live import Realtime, realtime, realtime_many
 from service.reporting import Days, Window
 from service.resources import Resources
 
@@ -64,21 +64,19 @@ class CommunityAnalyticsController(Controller):
     ) -> list[CommunityToday]:
         async with resources.pool.connection() as conn:
             rows = await today_by_community(conn, limit)
-        result = []
-        for community_id, events, views, joins, visitors in rows:
-            live = await realtime(resources.redis, community_id)
-            result.append(
-                CommunityToday(
-                    community_id=community_id,
-                    online_members=live.online_members,
-                    peak_members_today=live.peak_members_today,
-                    events_today=events,
-                    views_today=views,
-                    joins_today=joins,
-                    unique_visitors_today=visitors,
-                )
+        lives = await realtime_many(resources.redis, [row[0] for row in rows])
+        return [
+            CommunityToday(
+                community_id=community_id,
+                online_members=live.online_members,
+                peak_members_today=live.peak_members_today,
+                events_today=events,
+                views_today=views,
+                joins_today=joins,
+                unique_visitors_today=visitors,
             )
-        return result
+            for (community_id, events, views, joins, visitors), live in zip(rows, lives, strict=True)
+        ]
 
     @get("/{community_id:int}/realtime/", summary="Online members, today's peak and the activity score (Redis)")
     async def realtime(self, community_id: FromPath[int], resources: NamedDependency[Resources]) -> Realtime:

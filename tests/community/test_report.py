@@ -159,3 +159,25 @@ def test_activity_patterns(client: TestClient[Any], database_url: str) -> None:
     store(database_url, pattern_events())
     refresh_rollups(database_url)
     check_patterns(client.get(f"/api/community-analytics/{P}/activity-patterns/?days=30").json())
+
+
+def test_communities_active_today(client: TestClient[Any], database_url: str) -> None:
+    store(
+        database_url,
+        [
+            act(at(0, 0, 1), 31, 1, "view"),
+            act(at(0, 0, 2), 31, 2, "view"),
+            act(at(0, 0, 3), 31, 2, "join"),
+            act(at(0, 0, 4), 32, 3, "like"),
+            act(at(1, 12), 33, 4, "view"),  # yesterday: not listed
+        ],
+    )
+    body = client.get("/api/community-analytics/?limit=10").json()
+    assert body == [
+        {"community_id": 31, "online_members": 0, "peak_members_today": 0, "events_today": 3, "views_today": 2,
+         "joins_today": 1, "unique_visitors_today": 2},
+        {"community_id": 32, "online_members": 0, "peak_members_today": 0, "events_today": 1, "views_today": 0,
+         "joins_today": 0, "unique_visitors_today": 1},
+    ]  # fmt: skip
+    assert client.get("/api/community-analytics/?limit=1").json()[0]["community_id"] == 31
+    assert client.get("/api/community-analytics/?limit=0").status_code == 400
