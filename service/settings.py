@@ -145,7 +145,7 @@ class Settings(
     ] = 100_000
     ingest_batch_size: Annotated[
         int, Meta(ge=1, le=100_000, description="Stream entries read per ingest batch (each up to 1,000 events)")
-    ] = 100
+    ] = 10
     ingest_claim_idle: Annotated[
         float, Meta(gt=0, le=86400, description="Seconds an entry stays pending before another consumer takes it over")
     ] = 60.0
