@@ -123,6 +123,11 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _activity_maker(resources: Resources) -> Callable[[TrackActivity | PlatformEvent], ActivityRecord]:
+    now = _now()
+    return lambda item: activity_record(item, now, resources.settings)
+
+
 def _geo_maker(request: AnyRequest, resources: Resources) -> Callable[[TrackGeo], GeoRecord]:
     now = _now()
     peer = request.client.host if request.client else None
@@ -145,10 +150,7 @@ class CommunityTrackController(Controller):
     )
     async def track(self, request: AnyRequest) -> Accepted:
         resources = _resources(request)
-        now = _now()
-        record = await _track_one(
-            request, TrackActivity, lambda item: activity_record(item, now, resources.settings), resources
-        )
+        record = await _track_one(request, TrackActivity, _activity_maker(resources), resources)
         return Accepted(status="accepted", event_id=record.event_id)
 
     @post(
@@ -159,10 +161,7 @@ class CommunityTrackController(Controller):
     )
     async def track_batch(self, request: AnyRequest) -> BatchAccepted:
         resources = _resources(request)
-        now = _now()
-        return await _track_many(
-            request, TrackActivity, lambda item: activity_record(item, now, resources.settings), resources
-        )
+        return await _track_many(request, TrackActivity, _activity_maker(resources), resources)
 
 
 class GeoTrackController(Controller):
@@ -207,7 +206,4 @@ class EventsController(Controller):
     )
     async def track(self, request: AnyRequest) -> BatchAccepted:
         resources = _resources(request)
-        now = _now()
-        return await _track_many(
-            request, PlatformEvent, lambda item: activity_record(item, now, resources.settings), resources
-        )
+        return await _track_many(request, PlatformEvent, _activity_maker(resources), resources)

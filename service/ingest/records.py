@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from ipaddress import IPv4Address, IPv6Address, ip_address
-from uuid import UUID, uuid4
+from uuid import uuid4
 
 from service.errors import FieldError, InvalidInput
 from service.ingest.geoip import Place
@@ -114,7 +114,3 @@ def geo_record(
         restriction_scope=item.restriction_scope,
         is_traveler=item.is_traveler,
     )
-
-
-def event_ids(records: list[ActivityRecord] | list[GeoRecord]) -> list[UUID]:
-    return [r.event_id for r in records]

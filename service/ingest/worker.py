@@ -89,12 +89,12 @@ class IngestWorker:
             self._process(entries)
         return bool(entries)
 
-    def _fetch(self) -> list[Entry]:
-        """Stale entries of other consumers when it is time to look, else new ones (waiting up to a second)."""
+    def _fetch(self, block_ms: int = 1000) -> list[Entry]:
+        """Stale entries of other consumers when it is time to look, else new ones (waiting up to `block_ms`)."""
         entries: list[Entry] = []
         if time.monotonic() - self._last_claim > self.settings.ingest_claim_idle / 2:
             entries = self._claim()
-        return entries or self._read(">", block_ms=1000)
+        return entries or self._read(">", block_ms=block_ms)
 
     def ensure_group(self) -> None:
         try:
@@ -106,11 +106,8 @@ class IngestWorker:
     def step(self, block_ms: int = 1000) -> int:
         """Process one batch: this consumer's own pending entries first, then stale ones of others, then new
         ones (waiting up to `block_ms`). Returns how many events the entries held."""
-        entries = self._read("0", block_ms=None)  # left pending by a previous life of this consumer
-        if not entries and time.monotonic() - self._last_claim > self.settings.ingest_claim_idle / 2:
-            entries = self._claim()
-        if not entries:
-            entries = self._read(">", block_ms=block_ms)
+        # What a previous life of this consumer left pending first, then what `run()` reads ahead.
+        entries = self._read("0", block_ms=None) or self._fetch(block_ms)
         if entries:
             self._process(entries)
         if time.monotonic() - self._last_trim > 1.0:
