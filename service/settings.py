@@ -60,6 +60,13 @@ class Settings(
         "retention_rollup_days": "RETENTION_ROLLUP_DAYS",
         "retention_resolved_errors_days": "RETENTION_RESOLVED_ERRORS_DAYS",
         "metrics_token": "METRICS_TOKEN",
+        "metrics_top_communities": "METRICS_TOP_COMMUNITIES",
+        "ingest_metrics_port": "INGEST_METRICS_PORT",
+        "worker_metrics_port": "WORKER_METRICS_PORT",
+        "session_ttl": "SESSION_TTL",
+        "session_cookie_secure": "SESSION_COOKIE_SECURE",
+        "rate_limit_track": "RATE_LIMIT_TRACK",
+        "rate_limit_auth": "RATE_LIMIT_AUTH",
         "track_max_batch": "TRACK_MAX_BATCH",
         "track_max_body_bytes": "TRACK_MAX_BODY_BYTES",
         "track_max_age": "TRACK_MAX_AGE",
@@ -113,6 +120,27 @@ class Settings(
     retention_rollup_days: Annotated[Days, _doc("Days hourly and daily rollups are kept")] = 730
     retention_resolved_errors_days: Annotated[Days, _doc("Days resolved error logs are kept")] = 30
     metrics_token: Annotated[str | None, _doc("Bearer token required on `/metrics`; unset: open")] = None
+    metrics_top_communities: Annotated[
+        int, Meta(ge=0, le=1000, description="Communities with their own online-members series on `/metrics`")
+    ] = 20
+    ingest_metrics_port: Annotated[
+        int, Meta(ge=0, le=65535, description="Port of the ingest worker's own `/metrics`; 0: not served")
+    ] = 9101
+    worker_metrics_port: Annotated[
+        int, Meta(ge=0, le=65535, description="Port of the task worker's own `/metrics`; 0: not served")
+    ] = 9102
+    session_ttl: Annotated[
+        int, Meta(ge=60, le=90 * 86400, description="Seconds a browser session lives without use")
+    ] = 7 * 86400
+    session_cookie_secure: Annotated[
+        bool, _doc("Send the session cookie only over HTTPS (`false` for plain-HTTP development)")
+    ] = True
+    rate_limit_track: Annotated[
+        int, Meta(ge=1, description="Tracking requests per principal per minute, shared by all API processes")
+    ] = 1200
+    rate_limit_auth: Annotated[int, Meta(ge=1, description="Session log-in attempts per client address per minute")] = (
+        20
+    )
     track_max_batch: Annotated[int, Meta(ge=1, le=10000, description="Most events in one batch tracking request")] = 500
     track_max_body_bytes: Annotated[
         int, Meta(ge=1024, le=64 * 1024 * 1024, description="Largest tracking request body, in bytes")

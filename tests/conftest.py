@@ -31,6 +31,7 @@ from service.db import detect_engine
 from service.localstack import PostgresServer, RedisServer, ensure_binaries
 from service.migrations import migrate
 from service.settings import Settings, from_env
+from tests.support import TEST_JWT_SECRET
 
 TIMESCALEDB_IMAGE = "timescale/timescaledb:2.23.0-pg17"
 REDIS_IMAGE = "redis:7.4-alpine"
@@ -160,7 +161,8 @@ def redis_url(redis_server_url: str) -> str:
 def settings_for(database_url: str | None, redis_url: str | None, **env: str) -> Settings:
     """Settings as the service would read them, from an explicit environment (never the process's)."""
     values = {k: v for k, v in (("DATABASE_URL", database_url), ("REDIS_URL", redis_url)) if v}
-    return from_env({**values, "DATABASE_WAIT": "5", "DATABASE_TIMEOUT": "2", "REDIS_TIMEOUT": "1", **env}, dotenv=None)
+    defaults = {"DATABASE_WAIT": "5", "DATABASE_TIMEOUT": "2", "REDIS_TIMEOUT": "1", "JWT_SECRET": TEST_JWT_SECRET}
+    return from_env({**values, **defaults, **env}, dotenv=None)
 
 
 @pytest.fixture(name="settings_for")

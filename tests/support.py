@@ -9,11 +9,28 @@ from typing import Any
 
 import psycopg
 
+from service.auth.tokens import issue_token
 from service.db import detect_engine
 from service.ingest.schemas import ActivityRecord, GeoRecord
 from service.ingest.worker import IngestWorker
 from service.ingest.writer import write_batch
 from service.rollups import refresh
+from service.settings import Settings
+
+TEST_JWT_SECRET = "test-secret-of-at-least-32-characters"  # the JWT_SECRET of settings_for()
+
+
+def bearer(
+    settings: Settings,
+    subject: str = "1",
+    *,
+    staff: bool = False,
+    moderated: Sequence[int] = (),
+    service: bool = False,
+) -> dict[str, str]:
+    """An Authorization header carrying a token these settings accept."""
+    token = issue_token(settings, subject, staff=staff, moderated=moderated, service=service)
+    return {"Authorization": f"Bearer {token}"}
 
 
 def drain(worker: IngestWorker) -> int:

@@ -1,0 +1,141 @@
+"""JWT bearer tokens: the claims this service reads, decoding with a clear reason on failure, and issuing.
+
+Claims: `sub` (the user id; for service tokens the service's name), `staff` (bool), `moderated_communities`
+(list of community ids), `type` (`user`, the default, or `service`: a backend that tracks on behalf of
+users), `exp` (required), and `aud` / `iss` when JWT_AUDIENCE / JWT_ISSUER are set.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Literal
+
+import jwt
+import msgspec
+
+from service.settings import ConfigError, Settings
+
+
+class AuthenticationFailed(Exception):
+    """No acceptable credentials; answered 401 with `reason` (one line, safe to show the client)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Principal(msgspec.Struct, frozen=True, kw_only=True):
+    """An authenticated caller."""
+
+    kind: Literal["user", "service"]
+    subject: str  # the token's `sub`
+    user_id: int | None  # users only: `sub` as a number
+    staff: bool = False
+    moderated: frozenset[int] = frozenset()
+
+    @property
+    def is_service(self) -> bool:
+        return self.kind == "service"
+
+    def moderates(self, community_id: int) -> bool:
+        return community_id in self.moderated
+
+
+def _verification_key(settings: Settings) -> str | bytes:
+    if settings.jwt_algorithm == "RS256":
+        assert settings.jwt_public_key_file is not None  # checked by Settings
+        return Path(settings.jwt_public_key_file).read_bytes()
+    if settings.jwt_secret is None:
+        raise AuthenticationFailed("authentication is not configured on this server (JWT_SECRET is unset)")
+    return settings.jwt_secret
+
+
+def decode_token(settings: Settings, token: str) -> Principal:
+    """The principal of a bearer token, or AuthenticationFailed naming what is wrong with it."""
+    options: dict[str, Any] = {"require": ["exp", "sub"], "verify_aud": settings.jwt_audience is not None}
+    try:
+        claims = jwt.decode(
+            token,
+            _verification_key(settings),
+            algorithms=[settings.jwt_algorithm],
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+            leeway=settings.jwt_leeway,
+            options=options,
+        )
+    except jwt.ExpiredSignatureError:
+        raise AuthenticationFailed("token expired") from None
+    except jwt.InvalidSignatureError:
+        raise AuthenticationFailed("token signature is not valid") from None
+    except jwt.InvalidAudienceError:
+        raise AuthenticationFailed(f"token audience is not {settings.jwt_audience!r}") from None
+    except jwt.InvalidIssuerError:
+        raise AuthenticationFailed(f"token issuer is not {settings.jwt_issuer!r}") from None
+    except jwt.MissingRequiredClaimError as exc:
+        raise AuthenticationFailed(f"token lacks the `{exc.claim}` claim") from None
+    except jwt.ImmatureSignatureError:
+        raise AuthenticationFailed("token is not valid yet (nbf/iat in the future)") from None
+    except jwt.InvalidAlgorithmError:
+        raise AuthenticationFailed(f"token is not signed with {settings.jwt_algorithm}") from None
+    except jwt.DecodeError:
+        raise AuthenticationFailed("token is malformed (not a signed JWT)") from None
+    except jwt.InvalidTokenError as exc:
+        raise AuthenticationFailed(f"token is not valid ({exc})") from None
+    return principal_from_claims(claims)
+
+
+def principal_from_claims(claims: dict[str, Any]) -> Principal:
+    """Check the claims this service reads and build the principal."""
+    kind = claims.get("type", "user")
+    if kind not in ("user", "service"):
+        raise AuthenticationFailed("token `type` claim must be `user` or `service`")
+    subject = claims["sub"]
+    if not isinstance(subject, str) or not subject:
+        raise AuthenticationFailed("token `sub` claim must be a non-empty string")
+    staff = claims.get("staff", False)
+    if not isinstance(staff, bool):
+        raise AuthenticationFailed("token `staff` claim must be true or false")
+    moderated = claims.get("moderated_communities", [])
+    if not isinstance(moderated, list) or not all(isinstance(c, int) and not isinstance(c, bool) for c in moderated):
+        raise AuthenticationFailed("token `moderated_communities` claim must be a list of community ids")
+    user_id: int | None = None
+    if kind == "user":
+        if not subject.isdigit() or int(subject) < 1 or int(subject) > 2**63 - 1:
+            raise AuthenticationFailed("token `sub` claim must be the user id (a positive integer)")
+        user_id = int(subject)
+    return Principal(kind=kind, subject=subject, user_id=user_id, staff=staff, moderated=frozenset(moderated))
+
+
+def issue_token(
+    settings: Settings,
+    subject: str,
+    *,
+    staff: bool = False,
+    moderated: Iterable[int] = (),
+    service: bool = False,
+    lifetime: float = 3600.0,
+    private_key: str | bytes | None = None,
+) -> str:
+    """A signed token with these claims (HS256 with JWT_SECRET; RS256 needs the issuer's `private_key`)."""
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "sub": subject,
+        "type": "service" if service else "user",
+        "staff": staff,
+        "moderated_communities": sorted(set(moderated)),
+        "iat": now,
+        "exp": now + int(lifetime),
+    }
+    if settings.jwt_audience is not None:
+        claims["aud"] = settings.jwt_audience
+    if settings.jwt_issuer is not None:
+        claims["iss"] = settings.jwt_issuer
+    if settings.jwt_algorithm == "RS256":
+        if private_key is None:
+            raise ConfigError("RS256 tokens are signed by the issuer's private key: pass it (--private-key)")
+        return jwt.encode(claims, private_key, algorithm="RS256")
+    if settings.jwt_secret is None:
+        raise ConfigError("JWT_SECRET: must be set to issue tokens")
+    return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")
