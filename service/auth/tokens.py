@@ -54,7 +54,7 @@ def _verification_key(settings: Settings) -> str | bytes:
 
 def decode_token(settings: Settings, token: str) -> Principal:
     """The principal of a bearer token, or AuthenticationFailed naming what is wrong with it."""
-    options: dict[str, Any] = {"require": ["exp", "sub"], "verify_aud": settings.jwt_audience is not None}
+    options: Any = {"require": ["exp", "sub"], "verify_aud": settings.jwt_audience is not None}
     try:
         claims = jwt.decode(
             token,
