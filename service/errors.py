@@ -13,7 +13,9 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
+    HTTP_403_FORBIDDEN,
     HTTP_404_NOT_FOUND,
+    HTTP_409_CONFLICT,
     HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
@@ -53,6 +55,23 @@ class NotFound(LookupError):
         self.detail = detail
 
 
+class Forbidden(PermissionError):
+    """The caller is authenticated but may not do this; answered 403 naming the rule."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class Conflict(Exception):
+    """The write collides with existing data (a unique key); answered 409 naming the conflict."""
+
+    def __init__(self, detail: str, errors: list[FieldError] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors or []
+
+
 class Unavailable(Exception):
     """A dependency cannot take the request right now; answered 503 with Retry-After."""
 
@@ -89,6 +108,14 @@ def _invalid_input(request: Request[Any, Any, Any], exc: InvalidInput) -> Respon
 
 def _not_found(request: Request[Any, Any, Any], exc: NotFound) -> Response[dict[str, object]]:
     return Response(_body(HTTP_404_NOT_FOUND, exc.detail), status_code=HTTP_404_NOT_FOUND)
+
+
+def _forbidden(request: Request[Any, Any, Any], exc: Forbidden) -> Response[dict[str, object]]:
+    return Response(_body(HTTP_403_FORBIDDEN, exc.detail), status_code=HTTP_403_FORBIDDEN)
+
+
+def _conflict(request: Request[Any, Any, Any], exc: Conflict) -> Response[dict[str, object]]:
+    return Response(_body(HTTP_409_CONFLICT, exc.detail, errors=exc.errors), status_code=HTTP_409_CONFLICT)
 
 
 def _unavailable(request: Request[Any, Any, Any], exc: Unavailable) -> Response[dict[str, object]]:
@@ -136,6 +163,8 @@ def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     InvalidInput: _invalid_input,
     NotFound: _not_found,
+    Forbidden: _forbidden,
+    Conflict: _conflict,
     Unavailable: _unavailable,
     ValidationException: _validation_error,
     psycopg.OperationalError: _storage_unavailable,
