@@ -12,6 +12,8 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
 from service import __version__
+from service.auth.api import AuthController
+from service.auth.middleware import authentication_middleware
 from service.community.api import CommunityAnalyticsController
 from service.db import DatabaseUnavailable, async_pool, detect_engine_async
 from service.errors import EXCEPTION_HANDLERS
@@ -89,6 +91,7 @@ def create_app(settings: Settings) -> Litestar:
     return Litestar(
         route_handlers=[
             HealthController,
+            AuthController,
             CommunityTrackController,
             GeoTrackController,
             EventsController,
@@ -98,6 +101,7 @@ def create_app(settings: Settings) -> Litestar:
             ReportsController,
         ],
         request_max_body_size=settings.track_max_body_bytes,
+        middleware=[authentication_middleware()],
         dependencies={"resources": Provide(provide_resources, sync_to_thread=False)},
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,

@@ -13,9 +13,11 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
+    HTTP_401_UNAUTHORIZED,
     HTTP_403_FORBIDDEN,
     HTTP_404_NOT_FOUND,
     HTTP_409_CONFLICT,
+    HTTP_429_TOO_MANY_REQUESTS,
     HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
@@ -53,6 +55,25 @@ class NotFound(LookupError):
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
+
+
+class AuthenticationFailed(Exception):
+    """No acceptable credentials; answered 401 with `reason` (one line, safe to show the client)."""
+
+    def __init__(self, reason: str, *, invalid_token: bool = True) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.invalid_token = invalid_token  # False: nothing was sent at all (no error code in WWW-Authenticate)
+
+
+class TooManyRequests(Exception):
+    """A rate limit is exhausted; answered 429 with Retry-After."""
+
+    def __init__(self, detail: str, retry_after: int, limit: int) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.retry_after = retry_after
+        self.limit = limit
 
 
 class Forbidden(PermissionError):
@@ -110,6 +131,26 @@ def _not_found(request: Request[Any, Any, Any], exc: NotFound) -> Response[dict[
     return Response(_body(HTTP_404_NOT_FOUND, exc.detail), status_code=HTTP_404_NOT_FOUND)
 
 
+def _unauthenticated(request: Request[Any, Any, Any], exc: AuthenticationFailed) -> Response[dict[str, object]]:
+    challenge = "Bearer"
+    if exc.invalid_token:
+        description = exc.reason.replace("\\", "").replace('"', "'")
+        challenge = f'Bearer error="invalid_token", error_description="{description}"'
+    return Response(
+        _body(HTTP_401_UNAUTHORIZED, exc.reason),
+        status_code=HTTP_401_UNAUTHORIZED,
+        headers={"WWW-Authenticate": challenge},
+    )
+
+
+def _too_many(request: Request[Any, Any, Any], exc: TooManyRequests) -> Response[dict[str, object]]:
+    return Response(
+        _body(HTTP_429_TOO_MANY_REQUESTS, exc.detail),
+        status_code=HTTP_429_TOO_MANY_REQUESTS,
+        headers={"Retry-After": str(exc.retry_after), "RateLimit-Limit": str(exc.limit)},
+    )
+
+
 def _forbidden(request: Request[Any, Any, Any], exc: Forbidden) -> Response[dict[str, object]]:
     return Response(_body(HTTP_403_FORBIDDEN, exc.detail), status_code=HTTP_403_FORBIDDEN)
 
@@ -163,6 +204,8 @@ def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     InvalidInput: _invalid_input,
     NotFound: _not_found,
+    AuthenticationFailed: _unauthenticated,
+    TooManyRequests: _too_many,
     Forbidden: _forbidden,
     Conflict: _conflict,
     Unavailable: _unavailable,

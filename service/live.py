@@ -8,7 +8,10 @@ This is the only module that knows the key formats. Every key but the stream exp
     analytics:counts:{YYYY-MM-DD}             HASH  `<kind>_count` -> events that day, platform-wide
     analytics:counts:{YYYY-MM-DD}:{community} HASH  `<kind>_count` and `events` -> that day, one community
     analytics:seen:{event id}                 STR   a client-chosen event id accepted in the last day
-    analytics:requests:{YYYY-MM-DD}           HASH  API requests that day: `count`, `duration_ms_sum`
+    analytics:requests:{YYYY-MM-DD}           HASH  API requests that day: `count`, `duration_ms_sum`, and
+                                                     `user:{id}` -> requests of that user
+    analytics:session:{sha256 of session id}  STR   a browser session (msgspec JSON), sliding expiry SESSION_TTL
+    analytics:ratelimit:{bucket}:{who}:{min}  STR   requests of one principal in one minute (rate limits)
     analytics:events                          STREAM accepted events, one entry per flush (field i: kind byte +
                                                      msgpack record), read by the `ingest` consumer group
 
@@ -19,6 +22,7 @@ appends their events to the stream as one entry, atomically.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Sequence
@@ -137,6 +141,16 @@ def counts_key(day: str, community_id: int | None = None) -> str:
 def requests_key(day: date) -> str:
     """The hash of one day's API requests, `count` and `duration_ms_sum` (written by the request tracking)."""
     return f"analytics:requests:{day.isoformat()}"
+
+
+def session_key(session_id: str) -> str:
+    """A session's key: the id hashed, so a copy of the Redis data holds no usable session ids."""
+    return f"analytics:session:{hashlib.sha256(session_id.encode()).hexdigest()}"
+
+
+def rate_key(bucket: str, who: str, window: int) -> str:
+    """The counter of one principal's requests of one kind in one fixed window (`window` = unix time // 60)."""
+    return f"analytics:ratelimit:{bucket}:{who}:{window}"
 
 
 @lru_cache(maxsize=64)

@@ -26,12 +26,11 @@ import redis
 from litestar.testing import TestClient
 from psycopg import sql
 
-from service.app import create_app
 from service.db import detect_engine
 from service.localstack import PostgresServer, RedisServer, ensure_binaries
 from service.migrations import migrate
 from service.settings import Settings, from_env
-from tests.support import TEST_JWT_SECRET
+from tests.support import TEST_JWT_SECRET, staff_client
 
 TIMESCALEDB_IMAGE = "timescale/timescaledb:2.23.0-pg17"
 REDIS_IMAGE = "redis:7.4-alpine"
@@ -178,6 +177,7 @@ def settings(database_url: str, redis_url: str) -> Settings:
 
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:  # type: ignore[type-arg]
-    """The API on this test's database and Redis, lifespan included."""
-    with TestClient(create_app(settings)) as test_client:
+    """The API on this test's database and Redis, lifespan included; it sends a staff token unless a test
+    replaces the Authorization header."""
+    with staff_client(settings) as test_client:
         yield test_client

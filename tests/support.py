@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+from litestar.testing import TestClient
 
+from service.app import create_app
 from service.auth.tokens import issue_token
 from service.db import detect_engine
 from service.ingest.schemas import ActivityRecord, GeoRecord
@@ -31,6 +34,14 @@ def bearer(
     """An Authorization header carrying a token these settings accept."""
     token = issue_token(settings, subject, staff=staff, moderated=moderated, service=service)
     return {"Authorization": f"Bearer {token}"}
+
+
+@contextmanager
+def staff_client(settings: Settings) -> Iterator[TestClient]:  # type: ignore[type-arg]
+    """The API on these settings, lifespan included, sending a staff token unless a request replaces it."""
+    with TestClient(create_app(settings)) as client:
+        client.headers.update(bearer(settings, "1", staff=True))
+        yield client
 
 
 def drain(worker: IngestWorker) -> int:

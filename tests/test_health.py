@@ -8,11 +8,11 @@ from pathlib import Path
 import psycopg
 from litestar.testing import TestClient
 
-from service.app import create_app
 from service.db import detect_engine
 from service.localstack import PostgresServer, RedisServer
 from service.migrations import migrate
 from service.settings import Settings
+from tests.support import staff_client
 
 SettingsFor = Callable[..., Settings]
 
@@ -43,7 +43,7 @@ def test_ready_fails_when_redis_is_down(database_url: str, tmp_path: Path, setti
     server = RedisServer(tmp_path, appendonly=False)
     server.start()
     try:
-        with TestClient(create_app(settings_for(database_url, server.url))) as client:
+        with staff_client(settings_for(database_url, server.url)) as client:
             assert client.get("/ready").status_code == 200
             server.stop()
             response = client.get("/ready")
@@ -66,7 +66,7 @@ def test_ready_fails_when_postgres_is_down_and_recovers(
     try:
         with psycopg.connect(server.url(), autocommit=True) as conn:
             migrate(conn, detect_engine(conn))
-        with TestClient(create_app(settings_for(server.url(), redis_url))) as client:
+        with staff_client(settings_for(server.url(), redis_url)) as client:
             assert client.get("/ready").status_code == 200
             server.stop()
             response = client.get("/ready")
@@ -85,7 +85,7 @@ def test_ready_fails_when_postgres_is_down_and_recovers(
 def test_ready_fails_while_migrations_are_pending(
     empty_database_url: str, redis_url: str, settings_for: SettingsFor
 ) -> None:
-    with TestClient(create_app(settings_for(empty_database_url, redis_url))) as client:
+    with staff_client(settings_for(empty_database_url, redis_url)) as client:
         response = client.get("/ready")
         assert response.status_code == 503
         assert response.json()["failing"] == ["migrations"]

@@ -8,14 +8,12 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
-from litestar.testing import TestClient
 
-from service.app import create_app
 from service.ingest.schemas import ActivityRecord, GeoRecord
 from service.live import activity_level
 from service.rollups import floor, merge
 from service.settings import Settings
-from tests.support import act, at, refresh_rollups, rows, store
+from tests.support import act, at, refresh_rollups, rows, staff_client, store
 
 TYPES = ["view", "join", "like", "post", "comment"]
 
@@ -163,7 +161,7 @@ def test_merge_and_floor() -> None:
 
 def test_realtime_score_over_http(database_url: str, redis_url: str, settings_for: Callable[..., Settings]) -> None:
     # Ten days of accepted timestamps: the history reaches back to the seventh day before today.
-    with TestClient(create_app(settings_for(database_url, redis_url, TRACK_MAX_AGE="864000"))) as client:
+    with staff_client(settings_for(database_url, redis_url, TRACK_MAX_AGE="864000")) as client:
         # 1344 events over the previous 7 days: a usual quarter hour holds 1344 / (7 x 96) = 2 events.
         history = [{"community_id": 5, "activity_type": "view", "timestamp": at(d, 12).isoformat()}
                    for d in range(1, 8) for _ in range(192)]  # fmt: skip

@@ -16,13 +16,12 @@ from litestar.testing import TestClient
 from prometheus_client import REGISTRY
 
 from service import scheduling
-from service.app import create_app
 from service.ingest.schemas import GeoRecord
 from service.live import DEAD_LETTERS, LiveWriter
 from service.scheduling import TaskSpec
 from service.settings import Settings
 from service.tasks import LOCK_PREFIX, close_interrupted_runs, create_queue, execute
-from tests.support import act, at, rows, store
+from tests.support import act, at, rows, staff_client, store
 
 # DESIGN.md section 9 (the seed's table), plus the rollup refresh of this service.
 SEED = {
@@ -53,7 +52,7 @@ def test_overrides_and_disabled_tasks(database_url: str, redis_url: str, setting
         database_url, redis_url,
         TASK_SCHEDULES="update_daily_analytics=*/5 * * * *", TASKS_DISABLED="cleanup_old_analytics",
     )  # fmt: skip
-    with TestClient(create_app(settings)) as client:
+    with staff_client(settings) as client:
         tasks = {t["name"]: t for t in client.get("/api/tasks/").json()}
     daily = tasks["update_daily_analytics"]
     assert (daily["schedule"], daily["default_schedule"]) == ("*/5 * * * *", "*/30 * * * *")

@@ -15,15 +15,8 @@ from typing import Any, Literal
 import jwt
 import msgspec
 
+from service.errors import AuthenticationFailed
 from service.settings import ConfigError, Settings
-
-
-class AuthenticationFailed(Exception):
-    """No acceptable credentials; answered 401 with `reason` (one line, safe to show the client)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class Principal(msgspec.Struct, frozen=True, kw_only=True):

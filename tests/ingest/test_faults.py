@@ -13,9 +13,7 @@ from pathlib import Path
 
 import psycopg
 import redis
-from litestar.testing import TestClient
 
-from service.app import create_app
 from service.db import detect_engine
 from service.live import GROUP, STREAM
 from service.localstack import PostgresServer
@@ -23,7 +21,7 @@ from service.migrations import migrate
 from service.settings import Settings
 from tests.ingest.conftest import MakeWorker
 from tests.ingest.test_worker import activity, count, enqueue
-from tests.support import rows
+from tests.support import rows, staff_client
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -93,7 +91,7 @@ def test_postgres_outage_while_accepting_then_everything_arrives_once(
         runner.start()
         accepted: list[str] = []
         try:
-            with TestClient(create_app(settings)) as api:
+            with staff_client(settings) as api:
 
                 def post(n: int) -> None:
                     body = {"community_id": 1, "user_id": n + 1, "activity_type": "view"}

@@ -8,15 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from litestar.testing import TestClient
 from mmdb_writer import MMDBWriter
 from netaddr import IPSet
 
-from service.app import create_app
 from service.ingest.geoip import GeoResolver, Place, client_address
 from service.settings import Settings
 from tests.ingest.conftest import MakeWorker
-from tests.support import drain, rows
+from tests.support import drain, rows, staff_client
 
 
 @pytest.fixture
@@ -74,7 +72,7 @@ def test_tracking_with_an_ip_stores_the_place_not_the_ip(
     make_worker: MakeWorker,
 ) -> None:
     settings = settings_for(database_url, redis_url, GEOIP_DATABASE=str(city_db))
-    with TestClient(create_app(settings)) as client:
+    with staff_client(settings) as client:
         track: Callable[[dict[str, Any]], Any] = lambda body: client.post(  # noqa: E731
             "/api/geo-analytics/track/", json={"community_id": 3, "user_id": 5, "access_result": "blocked", **body}
         )

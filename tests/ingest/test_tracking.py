@@ -13,12 +13,11 @@ import pytest
 import redis
 from litestar.testing import TestClient
 
-from service.app import create_app
 from service.live import STREAM, Realtime, day_counts, realtime
 from service.localstack import RedisServer
 from service.settings import Settings
 from tests.ingest.conftest import MakeWorker
-from tests.support import drain, rows
+from tests.support import drain, rows, staff_client
 
 Client = TestClient[Any]
 
@@ -194,7 +193,7 @@ def test_malformed_json(client: Client, redis_url: str) -> None:
 
 def test_oversize_body_and_batch(settings_for: Callable[..., Settings], database_url: str, redis_url: str) -> None:
     settings = settings_for(database_url, redis_url, TRACK_MAX_BODY_BYTES="2048", TRACK_MAX_BATCH="3")
-    with TestClient(create_app(settings)) as client:
+    with staff_client(settings) as client:
         huge = {**GOOD, "metadata": {"note": "x" * 4000}}
         response = client.post(TRACK, json=huge)
         assert (response.status_code, response.json()["detail"]) == (413, "Request Entity Too Large")
@@ -208,7 +207,7 @@ def test_backlog_limit_answers_503_with_retry_after(
     settings_for: Callable[..., Settings], database_url: str, redis_url: str
 ) -> None:
     settings = settings_for(database_url, redis_url, INGEST_MAX_BACKLOG="2")
-    with TestClient(create_app(settings)) as client:
+    with staff_client(settings) as client:
         for _ in range(3):
             assert client.post(TRACK, json=GOOD).status_code == 202
         response = client.post(TRACK, json=GOOD)
@@ -224,7 +223,7 @@ def test_redis_down_answers_503_never_500(
     server = RedisServer(tmp_path, appendonly=False)
     server.start()
     try:
-        with TestClient(create_app(settings_for(database_url, server.url))) as client:
+        with staff_client(settings_for(database_url, server.url)) as client:
             assert client.post(TRACK, json=GOOD).status_code == 202
             server.stop()
             for path, body in ((TRACK, GOOD), ("/api/events/", [{"activity_type": "register"}])):

@@ -9,9 +9,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from litestar.testing import TestClient
 
-from service.app import create_app
 from service.db import detect_engine
 from service.migrations import migrate, plan
 from service.rollups import refresh
@@ -28,7 +26,7 @@ from tests.community.test_report import (
 )
 from tests.geo.test_geo_reports import C as GEO_C
 from tests.geo.test_geo_reports import check_effectiveness, geo_records
-from tests.support import refresh_rollups, store
+from tests.support import refresh_rollups, staff_client, store
 
 CONTINUOUS_AGGREGATES = [  # in dependency order: a hierarchical aggregate after the one it is built on
     "activity_hourly",
@@ -100,7 +98,7 @@ def refresh_timescale(url: str) -> None:
 
 
 def answers(settings: Settings) -> dict[str, Any]:
-    with TestClient(create_app(settings)) as client:
+    with staff_client(settings) as client:
         responses = {path: client.get(path) for path in ENDPOINTS}
     assert all(r.status_code == 200 for r in responses.values()), {p: r.text for p, r in responses.items()}
     return {path: r.json() for path, r in responses.items()}

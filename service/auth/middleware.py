@@ -1,0 +1,58 @@
+"""The authentication middleware: a bearer token or a session cookie on every route it covers, or 401."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult, DefineMiddleware
+
+from service.auth.sessions import CSRF_HEADER, SESSION_COOKIE, load_session
+from service.auth.tokens import decode_token
+from service.errors import AuthenticationFailed, Forbidden
+from service.resources import Resources
+
+# Open without credentials: probes, the API documentation and /metrics (which has its own optional token).
+PUBLIC_PATHS = ["^/health", "^/ready", "^/docs", "^/metrics"]
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    """The token of an `Authorization: Bearer` header; None when there is no such header."""
+    header = connection.headers.get("authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthenticationFailed("Authorization header must be `Bearer <token>`")
+    return token.strip()
+
+
+class AuthenticationMiddleware(AbstractAuthenticationMiddleware):
+    """Puts the caller's `Principal` in `scope["user"]` (`scope["auth"]`: "token" or "session")."""
+
+    async def authenticate_request(self, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthenticationResult:
+        resources: Resources = connection.app.state.resources
+        settings = resources.settings
+        token = bearer_token(connection)
+        if token is not None:
+            return AuthenticationResult(user=decode_token(settings, token), auth="token")
+        session_id = connection.cookies.get(SESSION_COOKIE)
+        if session_id:
+            session = await load_session(resources.redis, session_id, settings.session_ttl)
+            if session is None:
+                raise AuthenticationFailed("session expired or logged out; sign in again")
+            if connection.scope.get("method", "GET") not in _SAFE_METHODS:
+                sent = connection.headers.get(CSRF_HEADER, "")
+                if not hmac.compare_digest(sent.encode(), session.csrf_token.encode()):
+                    raise Forbidden(f"CSRF check failed: writes with the session cookie need the {CSRF_HEADER} header")
+            return AuthenticationResult(user=session.principal, auth="session")
+        raise AuthenticationFailed(
+            "authentication required: send `Authorization: Bearer <token>` or a session cookie", invalid_token=False
+        )
+
+
+def authentication_middleware() -> DefineMiddleware:
+    """The middleware as the app registers it."""
+    return DefineMiddleware(AuthenticationMiddleware, exclude=PUBLIC_PATHS)
