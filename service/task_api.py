@@ -13,6 +13,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.status_codes import HTTP_202_ACCEPTED
 
+from service.auth.guards import staff_only
 from service.errors import NotFound
 from service.resources import Resources
 from service.scheduling import BY_NAME, next_run, planned
@@ -72,6 +73,7 @@ class TasksController(Controller):
 
     path = "/api/tasks"
     tags = ["tasks"]  # noqa: RUF012 - Litestar reads it as a plain class attribute
+    guards = [staff_only]  # noqa: RUF012 - Litestar reads it as a plain class attribute
 
     @get("/", summary="Every task: schedule, enabled, next run, last run and its status")
     async def list_tasks(self, resources: NamedDependency[Resources]) -> list[Task]:

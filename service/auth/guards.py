@@ -67,3 +67,17 @@ def staff_or_service(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRout
     principal = principal_of(connection)
     if not (principal.staff or principal.is_service):
         raise Forbidden("staff and service tokens only")
+
+
+def community_reader(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """Guard of `/{community_id}/` report routes: staff, or a moderator of that community."""
+    require_community_reader(principal_of(connection), int(connection.path_params["community_id"]))
+
+
+def require_report_reader(principal: Principal, report_scope: str) -> None:
+    """Stored reports: a community's for staff and its moderators, platform-wide ones for staff."""
+    kind, _, community = report_scope.partition(":")
+    if kind == "community" and community.isdigit():
+        require_community_reader(principal, int(community))
+    elif not principal.staff:
+        raise Forbidden("platform-wide reports are for staff only")

@@ -11,6 +11,7 @@ from litestar import Controller, get
 from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
 
+from service.auth.guards import community_reader, staff_only
 from service.community.figures import community_report
 from service.community.queries import hourly_volumes, report_figures, today_by_community, week_start
 from service.community.schemas import (
@@ -56,7 +57,7 @@ class CommunityAnalyticsController(Controller):
     path = "/api/community-analytics"
     tags = ["community analytics"]  # noqa: RUF012 - Litestar reads it as a plain class attribute
 
-    @get("/", summary="Communities active today with their key figures, busiest first")
+    @get("/", summary="Communities active today with their key figures, busiest first (staff)", guards=[staff_only])
     async def overview(
         self,
         resources: NamedDependency[Resources],
@@ -78,11 +79,19 @@ class CommunityAnalyticsController(Controller):
             for (community_id, events, views, joins, visitors), live in zip(rows, lives, strict=True)
         ]
 
-    @get("/{community_id:int}/realtime/", summary="Online members, today's peak and the activity score (Redis)")
+    @get(
+        "/{community_id:int}/realtime/",
+        summary="Online members, today's peak and the activity score (Redis)",
+        guards=[community_reader],
+    )
     async def realtime(self, community_id: FromPath[int], resources: NamedDependency[Resources]) -> Realtime:
         return await realtime(resources.redis, community_id)
 
-    @get("/{community_id:int}/report/", summary="Views, visitors, peak online, session length and retention")
+    @get(
+        "/{community_id:int}/report/",
+        summary="Views, visitors, peak online, session length and retention",
+        guards=[community_reader],
+    )
     async def report(
         self, community_id: FromPath[int], resources: NamedDependency[Resources], days: Days = 7
     ) -> CommunityReport:
@@ -92,7 +101,11 @@ class CommunityAnalyticsController(Controller):
         live = await realtime(resources.redis, community_id)
         return community_report(community_id, window, figures, live.peak_members_today)
 
-    @get("/{community_id:int}/activity-patterns/", summary="Events by hour of day, weekday and week; peak hours")
+    @get(
+        "/{community_id:int}/activity-patterns/",
+        summary="Events by hour of day, weekday and week; peak hours",
+        guards=[community_reader],
+    )
     async def activity_patterns(
         self, community_id: FromPath[int], resources: NamedDependency[Resources], days: Days = 30
     ) -> ActivityPatterns:

@@ -8,6 +8,7 @@ from litestar import Controller, get
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, QueryParameter
 
+from service.auth.guards import community_reader
 from service.geo import queries
 from service.geo.figures import effectiveness_report
 from service.geo.schemas import (
@@ -65,6 +66,7 @@ class GeoAnalyticsController(Controller):
 
     path = "/api/geo-analytics"
     tags = ["geo analytics"]  # noqa: RUF012 - Litestar reads it as a plain class attribute
+    guards = [community_reader]  # noqa: RUF012 - Litestar reads it as a plain class attribute
 
     @get("/{community_id:int}/effectiveness/", summary="Blocked share of access attempts; most blocked places")
     async def effectiveness(

@@ -15,6 +15,9 @@ import redis.exceptions
 from litestar import Controller, Request, post
 from litestar.status_codes import HTTP_202_ACCEPTED
 
+from service.auth.guards import principal_of, require_may_track_for
+from service.auth.ratelimit import track_rate_limit
+from service.auth.tokens import Principal
 from service.errors import FieldError, InvalidInput, Unavailable, field_error
 from service.ingest.geoip import client_address
 from service.ingest.records import activity_record, geo_record
@@ -123,17 +126,28 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _activity_maker(resources: Resources) -> Callable[[TrackActivity | PlatformEvent], ActivityRecord]:
-    now = _now()
-    return lambda item: activity_record(item, now, resources.settings)
+def _on_behalf(principal: Principal, record: R) -> R:
+    """The record as this principal may track it: a regular user only for themself (an event without a user is
+    theirs); staff and service tokens for anyone. Another user's id is a 403 for the whole request."""
+    require_may_track_for(principal, record.user_id)
+    if record.user_id is None and principal.user_id is not None and not (principal.staff or principal.is_service):
+        return msgspec.structs.replace(record, user_id=principal.user_id)
+    return record
+
+
+def _activity_maker(
+    request: AnyRequest, resources: Resources
+) -> Callable[[TrackActivity | PlatformEvent], ActivityRecord]:
+    now, principal = _now(), principal_of(request)
+    return lambda item: _on_behalf(principal, activity_record(item, now, resources.settings))
 
 
 def _geo_maker(request: AnyRequest, resources: Resources) -> Callable[[TrackGeo], GeoRecord]:
-    now = _now()
+    now, principal = _now(), principal_of(request)
     peer = request.client.host if request.client else None
     client = client_address(peer, request.headers.get("x-forwarded-for"), resources.proxies)
     resolve = resources.geoip.lookup if resources.geoip else None
-    return lambda item: geo_record(item, now, resources.settings, resolve, client)
+    return lambda item: _on_behalf(principal, geo_record(item, now, resources.settings, resolve, client))
 
 
 class CommunityTrackController(Controller):
@@ -141,6 +155,7 @@ class CommunityTrackController(Controller):
 
     path = "/api/community-analytics"
     tags = ["tracking"]  # noqa: RUF012 - Litestar reads it as a plain class attribute
+    guards = [track_rate_limit]  # noqa: RUF012 - Litestar reads it as a plain class attribute
 
     @post(
         "/track/",
@@ -150,7 +165,7 @@ class CommunityTrackController(Controller):
     )
     async def track(self, request: AnyRequest) -> Accepted:
         resources = _resources(request)
-        record = await _track_one(request, TrackActivity, _activity_maker(resources), resources)
+        record = await _track_one(request, TrackActivity, _activity_maker(request, resources), resources)
         return Accepted(status="accepted", event_id=record.event_id)
 
     @post(
@@ -161,7 +176,7 @@ class CommunityTrackController(Controller):
     )
     async def track_batch(self, request: AnyRequest) -> BatchAccepted:
         resources = _resources(request)
-        return await _track_many(request, TrackActivity, _activity_maker(resources), resources)
+        return await _track_many(request, TrackActivity, _activity_maker(request, resources), resources)
 
 
 class GeoTrackController(Controller):
@@ -169,6 +184,7 @@ class GeoTrackController(Controller):
 
     path = "/api/geo-analytics"
     tags = ["tracking"]  # noqa: RUF012 - Litestar reads it as a plain class attribute
+    guards = [track_rate_limit]  # noqa: RUF012 - Litestar reads it as a plain class attribute
 
     @post(
         "/track/",
@@ -197,6 +213,7 @@ class EventsController(Controller):
 
     path = "/api/events"
     tags = ["tracking"]  # noqa: RUF012 - Litestar reads it as a plain class attribute
+    guards = [track_rate_limit]  # noqa: RUF012 - Litestar reads it as a plain class attribute
 
     @post(
         "/",
@@ -206,4 +223,4 @@ class EventsController(Controller):
     )
     async def track(self, request: AnyRequest) -> BatchAccepted:
         resources = _resources(request)
-        return await _track_many(request, PlatformEvent, _activity_maker(resources), resources)
+        return await _track_many(request, PlatformEvent, _activity_maker(request, resources), resources)

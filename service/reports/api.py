@@ -11,6 +11,7 @@ from litestar import Controller, Request, Response, get
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, QueryParameter
 
+from service.auth.guards import principal_of, require_report_reader, staff_only
 from service.errors import FieldError, InvalidInput, NotFound
 from service.reports import queries
 from service.reports.export import to_csv
@@ -30,11 +31,12 @@ def page_url(request: Request[Any, Any, Any], page: int) -> str:
     return str(request.url.with_replacements(path=path, query=urlencode([*kept, ("page", str(page))])))
 
 
-async def _load(resources: Resources, report_id: int) -> Report:
+async def _load(request: Request[Any, Any, Any], resources: Resources, report_id: int) -> Report:
     async with resources.pool.connection() as conn:
         report = await queries.one(conn, report_id)
     if report is None:
         raise NotFound(f"No report {report_id}")
+    require_report_reader(principal_of(request), report.scope)
     return report
 
 
@@ -44,7 +46,11 @@ class ReportsController(Controller):
     path = "/api/reports"
     tags = ["reports"]  # noqa: RUF012 - Litestar reads it as a plain class attribute
 
-    @get("/", summary="Stored reports, newest period first; filter by kind, scope and period start")
+    @get(
+        "/",
+        summary="Stored reports, newest period first; filter by kind, scope and period start (staff)",
+        guards=[staff_only],
+    )
     async def list_reports(
         self,
         request: Request[Any, Any, Any],
@@ -79,14 +85,18 @@ class ReportsController(Controller):
         )
 
     @get("/{report_id:int}/", summary="One stored report")
-    async def get_report(self, report_id: FromPath[int], resources: NamedDependency[Resources]) -> Report:
-        return await _load(resources, report_id)
+    async def get_report(
+        self, request: Request[Any, Any, Any], report_id: FromPath[int], resources: NamedDependency[Resources]
+    ) -> Report:
+        return await _load(request, resources, report_id)
 
     @get(
         "/{report_id:int}/csv/", summary="One stored report as a CSV download (a row per figure)", media_type="text/csv"
     )
-    async def get_report_csv(self, report_id: FromPath[int], resources: NamedDependency[Resources]) -> Response[str]:
-        report = await _load(resources, report_id)
+    async def get_report_csv(
+        self, request: Request[Any, Any, Any], report_id: FromPath[int], resources: NamedDependency[Resources]
+    ) -> Response[str]:
+        report = await _load(request, resources, report_id)
         name = _UNSAFE_IN_FILENAME.sub("-", f"report-{report.id}-{report.kind}-{report.scope}-{report.period_start}")
         return Response(
             to_csv(report.payload),

@@ -1,0 +1,1 @@
+"""Authentication, sessions, permissions and rate limits."""
