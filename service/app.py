@@ -16,16 +16,28 @@ from service.auth.api import AuthController
 from service.auth.middleware import authentication_middleware
 from service.community.api import CommunityAnalyticsController
 from service.db import DatabaseUnavailable, async_pool, detect_engine_async
+from service.errorlog.api import ErrorGroupsController, ErrorLogsController
 from service.errors import EXCEPTION_HANDLERS
 from service.geo.api import GeoAnalyticsController
 from service.health import HealthController
 from service.ingest.api import CommunityTrackController, EventsController, GeoTrackController
 from service.ingest.geoip import GeoResolver
 from service.live import LiveWriter
+from service.metrics_api import MetricsController
 from service.migrations import plan
 from service.reports.api import ReportsController
+from service.request_metrics import instrument
+from service.request_tracking import (
+    ErrorRecorder,
+    RequestCounter,
+    flushing,
+    request_tracking_middleware,
+    unhandled_error,
+)
 from service.resources import Resources, provide_resources
 from service.settings import ConfigError, Settings, from_env
+from service.snapshots.api import DailyAnalyticsController, UserAnalyticsController
+from service.system_metrics.api import SystemMetricsController
 from service.task_api import TasksController
 from service.tasks import create_queue
 
@@ -51,6 +63,7 @@ def create_app(settings: Settings) -> Litestar:
     if settings.database_url is None or settings.redis_url is None:
         raise ConfigError("DATABASE_URL and REDIS_URL: both must be set to serve the API (or use `analytics dev`)")
     database_url, redis_url = settings.database_url, settings.redis_url
+    counter = RequestCounter()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -70,6 +83,7 @@ def create_app(settings: Settings) -> Litestar:
             log.info("storage engine: %s", engine)
             live = LiveWriter(client, settings.ingest_max_backlog)
             await _warn_without_persistence(client)
+            errors = ErrorRecorder(pool)
             app.state.resources = Resources(
                 settings,
                 pool,
@@ -80,17 +94,21 @@ def create_app(settings: Settings) -> Litestar:
                 geoip,
                 settings.proxy_networks(),
                 create_queue(settings),
+                errors,
             )
-            yield
+            async with flushing(counter, client):
+                yield
+            await errors.drain()
         finally:
             if geoip:
                 geoip.close()
             await client.aclose()
             await pool.close()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             HealthController,
+            MetricsController,
             AuthController,
             CommunityTrackController,
             GeoTrackController,
@@ -99,12 +117,18 @@ def create_app(settings: Settings) -> Litestar:
             GeoAnalyticsController,
             TasksController,
             ReportsController,
+            DailyAnalyticsController,
+            UserAnalyticsController,
+            SystemMetricsController,
+            ErrorLogsController,
+            ErrorGroupsController,
         ],
         request_max_body_size=settings.track_max_body_bytes,
-        middleware=[authentication_middleware()],
+        # Request tracking wraps authentication so refused requests are counted too, with their user when known.
+        middleware=[request_tracking_middleware(counter), authentication_middleware()],
         dependencies={"resources": Provide(provide_resources, sync_to_thread=False)},
         lifespan=[lifespan],
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers={**EXCEPTION_HANDLERS, Exception: unhandled_error},
         logging_config=None,  # the process's logging is configured once, by the `analytics` command
         openapi_config=OpenAPIConfig(
             title="Community analytics",
@@ -113,6 +137,7 @@ def create_app(settings: Settings) -> Litestar:
             path="/docs",
         ),
     )
+    return instrument(app)  # request counts and timings around everything, unmatched routes included
 
 
 def app_from_env() -> Litestar:

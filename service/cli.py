@@ -1,10 +1,12 @@
-"""The `analytics` command: dev, serve, migrate, ingest, worker, bench."""
+"""The `analytics` command: dev, serve, migrate, ingest, worker, bench, demo, token."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+
+import msgspec
 
 from service import __version__
 from service.db import DatabaseUnavailable, connect, detect_engine
@@ -31,17 +33,21 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
+    from service.metrics_exposition import multiprocess_dir
+
     _require(settings, "database_url", "redis_url")
-    uvicorn.run(
-        "service.app:app_from_env",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_level=settings.log_level.lower(),
-        proxy_headers=False,
-        server_header=False,
-    )
+    # Several worker processes share their metrics through files; the directory is set up before they start.
+    with multiprocess_dir(settings.workers):
+        uvicorn.run(
+            "service.app:app_from_env",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_level=settings.log_level.lower(),
+            proxy_headers=False,
+            server_header=False,
+        )
     return 0
 
 
@@ -62,17 +68,22 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
     from service.ingest import worker
+    from service.metrics_exposition import metrics_server
 
     _require(settings, "database_url", "redis_url")
-    worker.run(settings)
+    with metrics_server(settings.host, settings.ingest_metrics_port, settings.metrics_token, "INGEST_METRICS_PORT"):
+        worker.run(settings)
     return 0
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from service import tasks
+    from service.metrics_exposition import metrics_server
 
     _require(settings, "database_url", "redis_url")
-    tasks.run_worker(settings, workers=args.threads, periodic=not args.no_periodic)
+    # The task metrics are counted in this process (service/tasks.py), so they are served from here.
+    with metrics_server(settings.host, settings.worker_metrics_port, settings.metrics_token, "WORKER_METRICS_PORT"):
+        tasks.run_worker(settings, workers=args.threads, periodic=not args.no_periodic)
     return 0
 
 
@@ -91,6 +102,58 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
         raw_samples=args.raw_samples,
     )
     return bench.run(settings, args.target, options)
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from service import demo
+
+    options = demo.Options(
+        url=args.url or demo.default_url(settings),
+        communities=args.communities,
+        users=args.users,
+        days=args.days,
+        live_minutes=args.live_minutes,
+        follow=args.follow,
+        live_scale=args.live_scale,
+        seed=args.seed,
+        concurrency=args.concurrency,
+        wait=args.wait,
+    )
+    return demo.run(settings, options)
+
+
+def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from service.auth.tokens import issue_token
+    from service.dev import dev_jwt_secret
+
+    if settings.jwt_algorithm == "HS256" and settings.jwt_secret is None:
+        # The development stack's secret (`analytics dev` made it): the token works against that stack.
+        settings = msgspec.structs.replace(settings, jwt_secret=dev_jwt_secret(Path(settings.data_dir), create=False))
+    private_key = Path(args.private_key).read_bytes() if args.private_key else None
+    subject = args.service if args.service else str(args.user)
+    token = issue_token(
+        settings,
+        subject,
+        staff=args.staff,
+        moderated=args.moderate,
+        service=args.service is not None,
+        lifetime=args.lifetime,
+        private_key=private_key,
+    )
+    print(token)
+    return 0
+
+
+def _communities(text: str) -> list[int]:
+    try:
+        ids = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected community ids separated by commas, got {text!r}") from None
+    if any(i < 1 for i in ids):
+        raise argparse.ArgumentTypeError(f"expected positive community ids, got {text!r}")
+    return ids
 
 
 def _positive(text: str) -> int:
@@ -159,6 +222,48 @@ def parser() -> argparse.ArgumentParser:
         default=20,
         help="queries: timed computations from the raw tables per endpoint (default 20)",
     )
+    token = sub.add_parser(
+        "token",
+        help="print a signed token for local development (JWT_SECRET, or the secret `analytics dev` created)",
+    )
+    who = token.add_mutually_exclusive_group()
+    who.add_argument("--user", type=_positive, default=1, help="the user id (`sub`), default 1")
+    who.add_argument("--service", metavar="NAME", help="a service token for this backend instead of a user's")
+    token.add_argument("--staff", action="store_true", help="with the staff claim")
+    token.add_argument(
+        "--moderate", type=_communities, default=[], metavar="IDS", help="moderated community ids, e.g. 5,7"
+    )
+    token.add_argument("--lifetime", type=_positive, default=3600, metavar="SECONDS", help="default 3600")
+    token.add_argument("--private-key", metavar="PEM", help="RS256: the issuer's private key file")
+    demo = sub.add_parser(
+        "demo", help="send a simulated platform's activity through a running API (needs the API's JWT_SECRET)"
+    )
+    demo.add_argument("--url", help="API base URL (default http://ANALYTICS_HOST:ANALYTICS_PORT)")
+    demo.add_argument("--communities", type=_positive, default=12, help="communities (default 12)")
+    demo.add_argument("--users", type=_positive, default=1000, help="members (default 1000)")
+    demo.add_argument(
+        "--days", type=int, default=7, help="days of history, at most what TRACK_MAX_AGE accepts (default 7; 0: none)"
+    )
+    demo.add_argument(
+        "--live-minutes", type=float, default=0.0, help="then this many minutes of live activity (default 0)"
+    )
+    demo.add_argument("--follow", action="store_true", help="then live activity until Ctrl-C")
+    demo.add_argument(
+        "--live-scale",
+        type=float,
+        default=10.0,
+        help="live sessions at this many times the members' usual rate, so the realtime figures move (default 10)",
+    )
+    demo.add_argument("--seed", type=int, default=1, help="the same seed gives the same world and history (default 1)")
+    demo.add_argument("--concurrency", type=_positive, default=4, help="requests in flight (default 4)")
+    demo.add_argument(
+        "--wait",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="after the history, wait up to this long for the ingest worker and the rollup refresh before "
+        "queueing the snapshot and report tasks (default 300; 0: no waiting)",
+    )
     return p
 
 
@@ -169,6 +274,8 @@ COMMANDS = {
     "ingest": cmd_ingest,
     "worker": cmd_worker,
     "bench": cmd_bench,
+    "demo": cmd_demo,
+    "token": cmd_token,
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import signal
 import sys
 import time
@@ -18,8 +19,9 @@ from types import FrameType
 
 from service.db import connect, detect_engine
 from service.localstack import Child, PostgresServer, RedisServer, ensure_binaries
+from service.metrics_exposition import MULTIPROC_ENV
 from service.migrations import migrate
-from service.settings import Settings
+from service.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,9 @@ def run(settings: Settings) -> int:
     previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         env = dict(os.environ)
+        if settings.jwt_secret is None and settings.jwt_algorithm == "HS256":
+            env["JWT_SECRET"] = dev_jwt_secret(data, create=True)
+            env.setdefault("SESSION_COOKIE_SECURE", "false")  # the dev API speaks plain HTTP
         if settings.database_url is None or settings.redis_url is None:
             ensure_binaries()
         if settings.database_url is None:
@@ -66,7 +71,7 @@ def run(settings: Settings) -> int:
         for name, args in APPS.items():
             child = Child(data, name)
             child.stop_signal = signal.SIGINT  # the graceful stop of each: uvicorn, the ingest loop, huey
-            child.spawn([sys.executable, "-m", "service", *args], env=env, log_to_file=False)
+            child.spawn([sys.executable, "-m", "service", *args], env=_app_env(env, name, data), log_to_file=False)
             apps.append(child)
         _announce(settings, env, data)
         return _watch([*apps, *servers])
@@ -83,6 +88,28 @@ def run(settings: Settings) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         log.info("stopped")
+
+
+def dev_jwt_secret(data: Path, *, create: bool) -> str:
+    """The development stack's JWT secret, kept in the data directory so `analytics token` signs what the API
+    accepts; created on the first `analytics dev` (readable by its owner only)."""
+    path = data / "jwt-secret"
+    if not path.exists():
+        if not create:
+            raise ConfigError(f"JWT_SECRET: unset, and no development secret in {path} (run `analytics dev` once)")
+        data.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+def _app_env(env: dict[str, str], name: str, data: Path) -> dict[str, str]:
+    """The API's metrics files in the data directory (`analytics serve` empties it at start), whatever the
+    number of workers; the other apps serve their own metrics and must not add theirs to the API's."""
+    env = {k: v for k, v in env.items() if k != MULTIPROC_ENV}
+    if name == "api":
+        env[MULTIPROC_ENV] = str(data / "metrics")
+    return env
 
 
 def _watch(children: list[Child]) -> int:
@@ -104,6 +131,7 @@ def _announce(settings: Settings, env: dict[str, str], data: Path) -> None:
         f"  API          {base}",
         f"  health       {base}/health   readiness {base}/ready",
         f"  OpenAPI      {base}/docs",
+        "  a token      analytics token --user 1 --staff   (signed with the secret in the data directory)",
         f"  PostgreSQL   {env['DATABASE_URL']}",
         f"  Redis        {env['REDIS_URL']}",
         f"  data, logs   {data}",

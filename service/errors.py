@@ -18,7 +18,6 @@ from litestar.status_codes import (
     HTTP_404_NOT_FOUND,
     HTTP_409_CONFLICT,
     HTTP_429_TOO_MANY_REQUESTS,
-    HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
 from litestar.types import ExceptionHandlersMap
@@ -194,13 +193,6 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
     return Response(body, status_code=exc.status_code, headers=exc.headers)
 
 
-def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, object]]:
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return Response(
-        _body(HTTP_500_INTERNAL_SERVER_ERROR, "Internal server error"), status_code=HTTP_500_INTERNAL_SERVER_ERROR
-    )
-
-
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     InvalidInput: _invalid_input,
     NotFound: _not_found,
@@ -214,5 +206,4 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     PoolTimeout: _storage_unavailable,
     redis.RedisError: _storage_unavailable,
     HTTPException: _http_error,
-    Exception: _internal_error,
 }

@@ -14,6 +14,8 @@ This is the only module that knows the key formats. Every key but the stream exp
     analytics:ratelimit:{bucket}:{who}:{min}  STR   requests of one principal in one minute (rate limits)
     analytics:events                          STREAM accepted events, one entry per flush (field i: kind byte +
                                                      msgpack record), read by the `ingest` consumer group
+    analytics:scratch:online:{random}         ZSET  union of the presence sets while /metrics counts distinct members
+                                                     online (created and deleted in one transaction)
 
 Requests arriving together share one EVALSHA of `_TRACK` (`LiveWriter`), which updates the live keys and
 appends their events to the stream as one entry, atomically.
@@ -25,12 +27,12 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
-from typing import Any
-from uuid import UUID
+from typing import Any, NamedTuple
+from uuid import UUID, uuid4
 
 import msgspec
 import redis
@@ -151,6 +153,20 @@ def session_key(session_id: str) -> str:
 def rate_key(bucket: str, who: str, window: int) -> str:
     """The counter of one principal's requests of one kind in one fixed window (`window` = unix time // 60)."""
     return f"analytics:ratelimit:{bucket}:{who}:{window}"
+
+
+async def add_requests(client: aioredis.Redis, counts: Mapping[date, tuple[int, float, Mapping[int, int]]]) -> None:
+    """Add a process's request counts to the day hashes in one round trip: per day (requests, summed duration
+    in ms, requests per user id)."""
+    async with client.pipeline(transaction=False) as pipe:
+        for day, (requests, duration_ms, per_user) in counts.items():
+            key = requests_key(day)
+            pipe.hincrby(key, "count", requests)
+            pipe.hincrbyfloat(key, "duration_ms_sum", duration_ms)
+            for user_id, n in per_user.items():
+                pipe.hincrby(key, f"user:{user_id}", n)
+            pipe.expire(key, DAY_TTL)
+        await pipe.execute()
 
 
 @lru_cache(maxsize=64)
@@ -381,6 +397,88 @@ def stream_backlog(client: redis.Redis) -> tuple[int, int]:
     except redis.ResponseError:  # no group yet: nothing was ever consumed
         return length, 0
     return length, int(pending["pending"])
+
+
+class StreamState(NamedTuple):
+    """The ingest stream as /metrics reports it."""
+
+    backlog: int  # entries not acknowledged yet: not delivered to the group, or delivered and pending
+    oldest_age: float  # seconds since the oldest of them was added (Redis's clock); 0 when there is none
+
+
+async def stream_state(client: aioredis.Redis) -> StreamState:
+    """The backlog and the age of its oldest entry, in two round trips at most."""
+    pipe = client.pipeline(transaction=False)
+    pipe.time()
+    pipe.xlen(STREAM)
+    pipe.xinfo_groups(STREAM)
+    pipe.xpending(STREAM, GROUP)
+    (seconds, micros), length, groups, pending = await pipe.execute(raise_on_error=False)
+    now = seconds + micros / 1e6
+    if not length:
+        return StreamState(0, 0.0)
+    group = _group_info(groups)
+    if group is None or isinstance(pending, Exception):  # no consumer group yet: nothing was ever delivered
+        first: Any = await client.xrange(STREAM, count=1)
+        return StreamState(int(length), _age(now, [first[0][0]] if first else []))
+    # `lag` (entries not delivered yet) is unknown to Redis in rare cases (entries deleted past the group's
+    # mark); the entries beyond the pending ones are then the bound (acknowledged ones are trimmed soon).
+    lag = group.get("lag")
+    undelivered = int(lag) if lag is not None else int(length) - int(pending["pending"])
+    oldest = [pending["min"]] if pending["pending"] else []
+    if undelivered > 0:
+        after: Any = await client.xrange(STREAM, min=b"(" + _as_bytes(group["last-delivered-id"]), count=1)
+        oldest += [after[0][0]] if after else []
+    return StreamState(max(undelivered, 0) + int(pending["pending"]), _age(now, oldest))
+
+
+def _group_info(groups: Any) -> dict[str, Any] | None:
+    if isinstance(groups, Exception):
+        if "no such key" in str(groups).lower():
+            return None
+        raise groups
+    return next((g for g in groups if g["name"] in (GROUP, GROUP.encode())), None)
+
+
+def _as_bytes(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
+
+
+def _age(now: float, entry_ids: list[bytes | str]) -> float:
+    """Seconds between `now` and the oldest of these entry ids (their first part is Redis's clock, in ms)."""
+    if not entry_ids:
+        return 0.0
+    oldest_ms = min(_entry_order(entry_id) for entry_id in entry_ids)[0]
+    return max(0.0, now - oldest_ms / 1000)
+
+
+class Online(NamedTuple):
+    """Members online now (active in the last 5 minutes)."""
+
+    total: int  # distinct members over all communities
+    busiest: list[tuple[int, int]]  # (community, members online) of the busiest communities, most first
+
+
+async def online_members(client: aioredis.Redis, top: int, now: float | None = None) -> Online:
+    """Distinct members online over all communities, and the `top` communities with most members online."""
+    now = time.time() if now is None else now
+    prefix = presence_key(0).removesuffix("0")
+    keys = [key async for key in client.scan_iter(match=prefix + "*", count=500)]
+    if not keys:
+        return Online(0, [])
+    # One MULTI: the per-community counts, and the union of all presence sets (a member's latest activity
+    # anywhere) counted over the same window, in a scratch key removed in the same transaction.
+    scratch = f"analytics:scratch:online:{uuid4().hex}"
+    pipe = client.pipeline(transaction=True)
+    for key in keys:
+        pipe.zcount(key, now - PRESENCE_WINDOW, "+inf")
+    pipe.zunionstore(scratch, keys, aggregate="MAX")
+    pipe.zcount(scratch, now - PRESENCE_WINDOW, "+inf")
+    pipe.delete(scratch)
+    *counts, _, total, _ = await pipe.execute()
+    per_community = [(int(key[len(prefix) :]), int(n)) for key, n in zip(keys, counts, strict=True) if int(n) > 0]
+    per_community.sort(key=lambda item: (-item[1], item[0]))
+    return Online(int(total), per_community[:top])
 
 
 # How long each kind of live key lives (the writer sets these; the cleanup restores a lost one).

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import redis.asyncio as aioredis
 from litestar.datastructures import State
 from psycopg_pool import AsyncConnectionPool
@@ -13,6 +15,9 @@ from service.migrations import SqlFile
 from service.settings import Settings
 from service.tasks import TaskQueue
 
+if TYPE_CHECKING:  # request_tracking builds on the handlers' modules, which import this one
+    from service.request_tracking import ErrorRecorder
+
 
 class Resources:
     """What one API process holds open: opened in the lifespan, handed to handlers by `provide_resources`.
@@ -21,7 +26,18 @@ class Resources:
     class costs an isinstance check where a dataclass would be converted field by field on every request.
     """
 
-    __slots__ = ("engine", "geoip", "live", "pool", "proxies", "queue", "redis", "schema", "settings")
+    __slots__ = (
+        "engine",
+        "errors",
+        "geoip",
+        "live",
+        "pool",
+        "proxies",
+        "queue",
+        "redis",
+        "schema",
+        "settings",
+    )
 
     def __init__(
         self,
@@ -34,6 +50,7 @@ class Resources:
         geoip: GeoResolver | None,
         proxies: list[Network],
         queue: TaskQueue,
+        errors: ErrorRecorder,
     ) -> None:
         self.settings = settings
         self.pool = pool
@@ -44,6 +61,7 @@ class Resources:
         self.geoip = geoip
         self.proxies = proxies  # TRUSTED_PROXIES, parsed once
         self.queue = queue  # enqueues runs asked for through the API
+        self.errors = errors  # records unhandled exceptions as error logs
 
 
 def provide_resources(state: State) -> Resources:

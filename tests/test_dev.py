@@ -47,6 +47,7 @@ class DevRun:
     def __init__(self, data_dir: Path, port: int) -> None:
         env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
         env.update(ANALYTICS_DATA_DIR=str(data_dir), ANALYTICS_PORT=str(port), PYTHONUNBUFFERED="1")
+        env.update(INGEST_METRICS_PORT="0", WORKER_METRICS_PORT="0")  # the workers' fixed default ports may be taken
         self.port = port
         self.log = data_dir.parent / f"dev-{port}.out"
         with self.log.open("wb") as out:

@@ -86,18 +86,20 @@ class AuthController(Controller):
         body = SessionCreated(_identity(principal, "token"), session.csrf_token, settings.session_ttl)
         return Response(body, status_code=HTTP_201_CREATED, cookies=cookies)
 
-    @delete("/session/", status_code=HTTP_204_NO_CONTENT, summary="End the browser session (log out)")
-    async def sign_out(self, request: AnyRequest) -> Response[None]:
+    @delete(
+        "/session/",
+        status_code=HTTP_204_NO_CONTENT,
+        summary="End the browser session (log out)",
+        # Expired copies of both cookies; no Secure flag needed to clear them (browsers accept it from HTTPS pages).
+        response_cookies=[
+            Cookie(key=name, value="", path="/", max_age=0, samesite="lax") for name in (SESSION_COOKIE, CSRF_COOKIE)
+        ],
+    )
+    async def sign_out(self, request: AnyRequest) -> None:
         resources: Resources = request.app.state.resources
         session_id = request.cookies.get(SESSION_COOKIE)
         if session_id:
             await delete_session(resources.redis, session_id)
-        secure = resources.settings.session_cookie_secure
-        cookies = [
-            Cookie(key=name, value="", path="/", max_age=0, expires=0, samesite="lax", secure=secure)
-            for name in (SESSION_COOKIE, CSRF_COOKIE)
-        ]
-        return Response(None, status_code=HTTP_204_NO_CONTENT, cookies=cookies)
 
     @get("/me/", summary="Who the caller is, as this service sees the token or session")
     async def me(self, request: AnyRequest) -> Identity:

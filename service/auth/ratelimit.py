@@ -10,11 +10,12 @@ import time
 from typing import Any
 
 import redis.asyncio as aioredis
+import redis.exceptions
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
 from service.auth.guards import principal_of
-from service.errors import TooManyRequests
+from service.errors import TooManyRequests, Unavailable
 from service.ingest.geoip import client_address
 from service.live import rate_key
 from service.resources import Resources
@@ -26,10 +27,16 @@ async def hit(client: aioredis.Redis, bucket: str, who: str, limit: int, now: fl
     """Count one request of `who` in `bucket`; TooManyRequests past `limit` in the current minute."""
     now = time.time() if now is None else now
     key = rate_key(bucket, who, int(now // WINDOW))
-    async with client.pipeline(transaction=False) as pipe:
-        pipe.incr(key)
-        pipe.expire(key, 2 * WINDOW)
-        count, _ = await pipe.execute()
+    try:
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, 2 * WINDOW)
+            count, _ = await pipe.execute()
+    except redis.exceptions.RedisError as exc:
+        raise Unavailable(
+            f"The live store (Redis) is unavailable ({type(exc).__name__}); the request was not processed, retry later",
+            retry_after=5,
+        ) from None
     if count > limit:
         retry_after = max(1, int(WINDOW - now % WINDOW))
         raise TooManyRequests(f"rate limit of {limit} {bucket} requests per minute reached", retry_after, limit)

@@ -13,12 +13,13 @@ from uuid import UUID
 import msgspec
 import redis.exceptions
 from litestar import Controller, Request, post
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.status_codes import HTTP_202_ACCEPTED
 
 from service.auth.guards import principal_of, require_may_track_for
 from service.auth.ratelimit import track_rate_limit
 from service.auth.tokens import Principal
-from service.errors import FieldError, InvalidInput, Unavailable, field_error
+from service.errors import FieldError, Forbidden, InvalidInput, Unavailable, field_error
 from service.ingest.geoip import client_address
 from service.ingest.records import activity_record, geo_record
 from service.ingest.schemas import (
@@ -32,6 +33,7 @@ from service.ingest.schemas import (
     TrackGeo,
 )
 from service.live import Backlogged
+from service.observability import EVENTS_ACCEPTED, EVENTS_REJECTED, GEO_DECISIONS
 from service.openapi import json_body
 from service.resources import Resources
 
@@ -61,21 +63,56 @@ def _client_ids(items: Sequence[HasEventId]) -> set[UUID]:
     return {item.event_id for item in items if item.event_id is not None}
 
 
+def _kind(body_type: type[Any]) -> str:
+    return "geo" if body_type is TrackGeo else "activity"
+
+
+def _rejected(kind: str, reason: str, events: int = 1) -> None:
+    """Count refused events; a request whose body could not be read counts as one."""
+    if events:
+        EVENTS_REJECTED.labels(kind, reason).inc(events)
+
+
+async def _body(request: AnyRequest, kind: str) -> bytes:
+    try:
+        return await request.body()
+    except RequestEntityTooLarge:
+        _rejected(kind, "too_large")
+        raise
+
+
 async def _write(resources: Resources, records: list[ActivityRecord] | list[GeoRecord], client_ids: set[UUID]) -> None:
+    kind = "geo" if isinstance(records[0], GeoRecord) else "activity"
     try:
         await resources.live.write(records, client_ids)
     except Backlogged as exc:
+        _rejected(kind, "backlog", len(records))
         raise Unavailable(f"Ingest is behind ({exc}); retry later", retry_after=30) from None
     except redis.exceptions.RedisError as exc:
+        _rejected(kind, "unavailable", len(records))
         raise Unavailable(
             f"The live store (Redis) is unavailable ({type(exc).__name__}); nothing was accepted, retry later",
             retry_after=5,
         ) from None
+    EVENTS_ACCEPTED.labels(kind).inc(len(records))
+    if kind == "geo":
+        for record in records:
+            if isinstance(record, GeoRecord):
+                scope, code = record.restriction_scope or "none", record.country_code or "unknown"
+                GEO_DECISIONS.labels(record.access_result, scope, code).inc()
 
 
 async def _track_one(request: AnyRequest, body_type: type[T], make: Callable[[T], R], resources: Resources) -> R:
-    item = _decode(await request.body(), body_type)
-    record = make(item)
+    kind = _kind(body_type)
+    try:
+        item = _decode(await _body(request, kind), body_type)
+        record = make(item)
+    except InvalidInput:
+        _rejected(kind, "validation")
+        raise
+    except Forbidden:
+        _rejected(kind, "forbidden")
+        raise
     await _write(resources, [record], _client_ids([item]))
     return record
 
@@ -84,9 +121,15 @@ async def _track_many(
     request: AnyRequest, body_type: type[T], make: Callable[[T], R], resources: Resources
 ) -> BatchAccepted:
     """Each item on its own: bad ones are reported, good ones accepted; answered 400 only if none is good."""
-    items = _decode(await request.body(), list[msgspec.Raw])
+    kind = _kind(body_type)
+    try:
+        items = _decode(await _body(request, kind), list[msgspec.Raw])
+    except InvalidInput:
+        _rejected(kind, "validation")
+        raise
     limit = resources.settings.track_max_batch
     if not 1 <= len(items) <= limit:
+        _rejected(kind, "validation", max(len(items), 1))
         raise InvalidInput([FieldError("body", f"expected a list of 1 to {limit} events, got {len(items)}")])
     results: list[ItemResult] = []
     records: list[R] = []
@@ -99,9 +142,13 @@ async def _track_many(
             errors = [FieldError(_prefixed(index, e.field), e.message) for e in exc.errors]
             results.append(ItemResult(index=index, status="rejected", errors=errors))
             continue
+        except Forbidden:  # one item tracked for someone else refuses the whole request
+            _rejected(kind, "forbidden", len(items))
+            raise
         records.append(record)
         accepted.append(item)
         results.append(ItemResult(index=index, status="accepted", event_id=record.event_id))
+    _rejected(kind, "validation", len(items) - len(records))
     if not records:
         raise InvalidInput([e for r in results for e in r.errors or []], detail="No event in the batch was accepted")
     await _write(resources, records, _client_ids(accepted))

@@ -28,8 +28,9 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from service.db import sync_pool
 from service.errors import first_line
 from service.ingest.schemas import ActivityRecord, GeoRecord
-from service.ingest.writer import write_batch
+from service.ingest.writer import Written, write_batch
 from service.live import DEAD_LETTERS, GROUP, KIND_ACTIVITY, KIND_GEO, STREAM, trim_acknowledged
+from service.observability import EVENTS_INGESTED
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -167,9 +168,13 @@ class IngestWorker:
                         dead.append((entry, name, f"unknown kind {kind!r}"))
                 except msgspec.DecodeError as exc:
                     dead.append((entry, name, f"undecodable: {exc}"))
-        refused = self._store(activities, geos)
-        if refused is None:
+        stored = self._store(activities, geos)
+        if stored is None:
             return  # stopping while the database is unreachable: leave everything pending
+        refused, written = stored
+        # Committed by now (each write_batch is its own transaction): count the rows, whatever Redis does next.
+        EVENTS_INGESTED.labels("activity").inc(written.activity)
+        EVENTS_INGESTED.labels("geo").inc(written.geo)
         sources = activity_sources + geo_sources
         dead += [(*sources[i], reason) for i, reason in refused]
         pipe = self.client.pipeline(transaction=True)
@@ -182,18 +187,21 @@ class IngestWorker:
             log.error("moved %d records to %s; first: %s", len(dead), DEAD_LETTERS, dead[0][2])
         self.ingested += len(activities) + len(geos) - len(refused)
 
-    def _store(self, activities: list[ActivityRecord], geos: list[GeoRecord]) -> list[tuple[int, str]] | None:
+    def _store(
+        self, activities: list[ActivityRecord], geos: list[GeoRecord]
+    ) -> tuple[list[tuple[int, str]], Written] | None:
         """Write the batch, retrying while the database is unreachable. Returns the (index, reason) of
-        records the database refuses for good (index into activities + geos), or None when stopped."""
+        records the database refuses for good (index into activities + geos) and the rows inserted, or None
+        when stopped."""
         delay = 0.5
         while True:
             try:
                 with self.pool.connection() as conn:
                     try:
-                        write_batch(
+                        written = write_batch(
                             conn, activities, geos, self.settings.geo_bypass_window, self.settings.ingest_use_copy
                         )
-                        return []
+                        return [], written
                     except (psycopg.IntegrityError, psycopg.DataError):
                         return self._store_one_by_one(conn, activities, geos)
             except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
@@ -205,18 +213,23 @@ class IngestWorker:
 
     def _store_one_by_one(
         self, conn: psycopg.Connection[Any], activities: Sequence[ActivityRecord], geos: Sequence[GeoRecord]
-    ) -> list[tuple[int, str]]:
+    ) -> tuple[list[tuple[int, str]], Written]:
         refused = []
+        activity = geo = 0
         records: list[ActivityRecord | GeoRecord] = [*activities, *geos]
         for index, record in enumerate(records):
             try:
                 if isinstance(record, ActivityRecord):
-                    write_batch(conn, [record], [], self.settings.geo_bypass_window, self.settings.ingest_use_copy)
+                    activity += write_batch(
+                        conn, [record], [], self.settings.geo_bypass_window, self.settings.ingest_use_copy
+                    ).activity
                 else:
-                    write_batch(conn, [], [record], self.settings.geo_bypass_window, self.settings.ingest_use_copy)
+                    geo += write_batch(
+                        conn, [], [record], self.settings.geo_bypass_window, self.settings.ingest_use_copy
+                    ).geo
             except (psycopg.IntegrityError, psycopg.DataError) as exc:
                 refused.append((index, first_line(exc)))
-        return refused
+        return refused, Written(activity, geo)
 
     def _trim(self) -> None:
         self._last_trim = time.monotonic()

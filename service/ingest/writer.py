@@ -11,7 +11,7 @@ INSERT ... SELECT FROM unnest(arrays) per table, duplicates skipped the same way
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 import psycopg
@@ -121,18 +121,26 @@ def _fill(cur: psycopg.Cursor[Any], table: str, columns: sql.Composable, types: 
         _unnest(cur, table, columns, types, rows)
 
 
-def write_activity(conn: psycopg.Connection[Any], records: Sequence[ActivityRecord], use_copy: bool = True) -> None:
-    """Insert activity events, skipping those already stored; runs inside the caller's transaction."""
+class Written(NamedTuple):
+    """Rows a batch inserted, by kind (events stored before are skipped, so not counted)."""
+
+    activity: int = 0
+    geo: int = 0
+
+
+def write_activity(conn: psycopg.Connection[Any], records: Sequence[ActivityRecord], use_copy: bool = True) -> int:
+    """Insert activity events, skipping those already stored; runs inside the caller's transaction. Returns
+    the rows inserted."""
     rows = _activity_rows(records)
     with conn.cursor() as cur:
         if not use_copy:
             _unnest(cur, "activity_events", ACTIVITY_COLUMNS, ACTIVITY_TYPES, rows,
                     sql.SQL("ON CONFLICT (event_id, time) DO NOTHING"))  # fmt: skip
-            return
+            return cur.rowcount
         try:
             with conn.transaction():
                 _copy(cur, "activity_events", ACTIVITY_COLUMNS, rows)
-            return
+            return cur.rowcount
         except psycopg.errors.UniqueViolation:
             pass  # some of these were stored before: keep the others
         cur.execute(_ACTIVITY_STAGING)
@@ -143,12 +151,14 @@ def write_activity(conn: psycopg.Connection[Any], records: Sequence[ActivityReco
                 "ON CONFLICT (event_id, time) DO NOTHING"
             ).format(cols=ACTIVITY_COLUMNS)
         )
+        return cur.rowcount
 
 
 def write_geo(
     conn: psycopg.Connection[Any], records: Sequence[GeoRecord], bypass_window: int, use_copy: bool = True
-) -> None:
-    """Insert geo decisions with traveler and bypass inference, skipping those already stored."""
+) -> int:
+    """Insert geo decisions with traveler and bypass inference, skipping those already stored; the rows
+    inserted."""
     rows = [
         (r.time, r.event_id, r.community_id, r.user_id, r.country, r.country_code, r.region, r.city,
          r.access_result, r.restriction_scope, r.is_traveler)
@@ -159,9 +169,11 @@ def write_geo(
         _fill(cur, "geo_staging", GEO_COLUMNS, GEO_TYPES, rows, use_copy)
         cur.execute(_HOMES)
         cur.execute(_GEO_INSERT, {"window": bypass_window})
+        inserted = cur.rowcount
         cur.execute(_EARLIER_ALLOWED, {"window": bypass_window})
         flagged = [row[0] for row in cur.fetchall()]
     record_invalidation(conn, "geo", flagged)  # their buckets' bypass counts changed
+    return inserted
 
 
 def write_batch(
@@ -170,13 +182,15 @@ def write_batch(
     geos: Sequence[GeoRecord],
     bypass_window: int,
     use_copy: bool = True,
-) -> None:
+) -> Written:
     """Write one batch in one transaction: all of it is stored, or none, with the time ranges it touched
-    recorded for the rollup refresh."""
+    recorded for the rollup refresh. Returns the rows inserted."""
+    activity = geo = 0
     with conn.transaction():
         if activities:
-            write_activity(conn, activities, use_copy)
+            activity = write_activity(conn, activities, use_copy)
             record_invalidation(conn, "activity", (r.time for r in activities))
         if geos:
-            write_geo(conn, geos, bypass_window, use_copy)
+            geo = write_geo(conn, geos, bypass_window, use_copy)
             record_invalidation(conn, "geo", (r.time for r in geos))
+    return Written(activity, geo)

@@ -52,12 +52,63 @@ MATRIX: list[tuple[str, str, Any, str]] = [
     ("GET", "/api/tasks/", None, "                                             401  403  403  403  403  200"),
     ("POST", "/api/tasks/{task}/run/", None, "                                 401  403  403  403  403  202"),
     ("GET", "/api/tasks/runs/", None, "                                        401  403  403  403  403  200"),
+    ("GET", "/metrics", None, "                                                200  200  200  200  200  200"),
+    ("GET", "/api/daily/", None, "                                             401  403  403  403  403  200"),
+    ("POST", "/api/daily/", {"date": "2020-01-01"}, "                          401  403  403  403  403  201"),
+    ("GET", "/api/daily/{daily}/", None, "                                     401  403  403  403  403  200"),
+    ("PUT", "/api/daily/{daily}/", "daily", "                                  401  403  403  403  403  200"),
+    ("PATCH", "/api/daily/{daily}/", {"active_users": 3}, "                    401  403  403  403  403  200"),
+    ("DELETE", "/api/daily/{daily}/", None, "                                  401  403  403  403  403  204"),
+    ("GET", "/api/user-analytics/?user={user}", None, "                        401  200  403  403  403  200"),
+    ("POST", "/api/user-analytics/", {"user_id": USER, "date": "2020-01-01"}, "401  403  403  403  403  201"),
+    ("GET", "/api/user-analytics/{user_analytics}/", None, "                   401  200  403  403  403  200"),
+    ("PUT", "/api/user-analytics/{user_analytics}/", "user_analytics", "       401  403  403  403  403  200"),
+    ("PATCH", "/api/user-analytics/{user_analytics}/", {"page_views": 2}, "    401  403  403  403  403  200"),
+    ("DELETE", "/api/user-analytics/{user_analytics}/", None, "                401  403  403  403  403  204"),
+    ("GET", "/api/metrics/", None, "                                           401  403  403  403  403  200"),
+    ("POST", "/api/metrics/", {"metric_type": "cpu_percent", "value": 1.5}, "  401  403  403  403  201  201"),
+    ("GET", "/api/metrics/{metric}/", None, "                                  401  403  403  403  403  200"),
+    ("PUT", "/api/metrics/{metric}/", "metric", "                              401  403  403  403  403  200"),
+    ("PATCH", "/api/metrics/{metric}/", {"value": 2.0}, "                      401  403  403  403  403  200"),
+    ("DELETE", "/api/metrics/{metric}/", None, "                               401  403  403  403  403  204"),
+    ("GET", "/api/errors/?user={user}", None, "                                401  200  403  403  403  200"),
+    ("POST", "/api/errors/", {"level": "error", "message": "x", "user_id": USER}, "401  201  403  403  201  201"),
+    ("GET", "/api/errors/{error}/", None, "                                    401  200  403  403  403  200"),
+    ("PUT", "/api/errors/{error}/", "error", "                                 401  403  403  403  403  200"),
+    ("PATCH", "/api/errors/{error}/", {"level": "critical"}, "                 401  403  403  403  403  200"),
+    ("DELETE", "/api/errors/{error}/", None, "                                 401  403  403  403  403  204"),
+    ("POST", "/api/errors/{error}/resolve/", None, "                           401  403  403  403  403  200"),
+    ("POST", "/api/errors/{error}/unresolve/", None, "                         401  403  403  403  403  200"),
+    ("GET", "/api/error-groups/", None, "                                      401  403  403  403  403  200"),
+    ("GET", "/api/error-groups/{group}/", None, "                              401  403  403  403  403  200"),
+    ("POST", "/api/error-groups/{group}/resolve/", None, "                     401  403  403  403  403  200"),
+    ("POST", "/api/error-groups/{group}/unresolve/", None, "                   401  403  403  403  403  200"),
 ]
+# Full bodies for PUT, by the row they replace (every writable field).
+PUT_BODIES: dict[str, dict[str, Any]] = {
+    "daily": {"date": "2020-02-02", **dict.fromkeys(
+        ("total_users", "active_users", "new_registrations", "community_views", "community_joins",
+         "peak_community_activity", "geo_access_attempts", "geo_blocked_attempts", "geo_allowed_access",
+         "traveler_access_count", "content_views", "content_interactions", "new_posts", "new_comments", "total_likes",
+         "total_shares", "total_interactions", "api_requests", "error_count"), 1),
+        "average_online_members": 1.0, "avg_session_duration": 1.0, "bounce_rate": 10.0, "avg_response_time": 5.0},
+    "user_analytics": {"user_id": USER, "date": "2020-02-02", **dict.fromkeys(
+        ("page_views", "actions_performed", "communities_viewed", "communities_joined", "community_interactions",
+         "geo_restricted_attempts", "total_posts", "total_comments", "total_likes_given", "total_likes_received",
+         "followers_gained", "followers_lost", "total_sessions", "recommendations_shown",
+         "recommendations_clicked"), 1),
+        "community_online_time": 1.0, "total_time_spent": 1.0, "avg_session_duration": 1.0,
+        "locations_accessed_from": [], "travel_detected": False},
+    "metric": {"metric_type": "cpu_percent", "value": 3.0, "additional_data": {},
+               "recorded_at": "2026-01-01T00:00:00Z"},
+    "error": {"user_id": USER, "level": "warning", "message": "replaced", "stack_trace": None, "url": None,
+              "method": None, "ip_address": None, "user_agent": None, "extra_data": {}, "is_resolved": False},
+}  # fmt: skip
 
 
 def _normalised(template: str) -> str:
     """`/api/x/{id:int}/` and `/api/x/{id}` alike: parameter names and types dropped, no trailing slash."""
-    return re.sub(r"\{[^}]*\}", "{}", template).rstrip("/") or "/"
+    return re.sub(r"\{[^}]*\}", "{}", template.partition("?")[0]).rstrip("/") or "/"
 
 
 def test_every_route_is_in_the_matrix(settings: Settings) -> None:
@@ -73,16 +124,36 @@ def test_every_route_is_in_the_matrix(settings: Settings) -> None:
 
 
 @pytest.fixture
-def ids(database_url: str) -> Iterator[dict[str, Any]]:
-    """The rows the paths point at: a report of COMMUNITY."""
+def ids(settings: Settings, database_url: str) -> Iterator[dict[str, Any]]:
+    """The rows the paths point at: a report of COMMUNITY, USER's user analytics and error log, a daily row, a
+    system metric."""
     with psycopg.connect(database_url) as conn:
-        report = conn.execute(
+
+        def one(query: str, *params: Any) -> Any:
+            row = conn.execute(query, params).fetchone()  # type: ignore[arg-type]
+            assert row is not None
+            return row[0]
+
+        report = one(
             "INSERT INTO reports (kind, scope, period_start, period_end, payload) "
             "VALUES ('community', %s, current_date - 7, current_date, '{\"total_views\": 3}') RETURNING id",
-            (f"community:{COMMUNITY}",),
-        ).fetchone()
-    assert report is not None
-    yield {"community": COMMUNITY, "report": report[0], "task": "process_error_logs", "user": USER}
+            f"community:{COMMUNITY}",
+        )
+        daily = one("INSERT INTO daily_analytics (date) VALUES ('2021-03-03') RETURNING id")
+        user_analytics = one("INSERT INTO user_analytics (user_id, date) VALUES (%s, '2021-03-03') RETURNING id", USER)
+        metric = one("INSERT INTO system_metrics (metric_type, value) VALUES ('cpu_percent', 1) RETURNING id")
+    with TestClient(create_app(settings)) as client:  # an error log as the API records it, with its group
+        logged = client.post(
+            "/api/errors/",
+            json={"level": "error", "message": "boom 1", "user_id": USER},
+            headers=_headers(settings, "staff"),
+        )
+        assert logged.status_code == 201, logged.text
+    yield {
+        "community": COMMUNITY, "report": report, "task": "process_error_logs", "user": USER, "daily": daily,
+        "user_analytics": user_analytics, "metric": metric, "error": logged.json()["id"],
+        "group": logged.json()["group_id"],
+    }  # fmt: skip
 
 
 def _headers(settings: Settings, role: str) -> dict[str, str]:
@@ -112,7 +183,8 @@ def test_permissions(
     with TestClient(create_app(settings)) as client:
         for role in ROLES:
             client.cookies.clear()
-            response = client.request(method, path, json=body, headers=_headers(settings, role))
+            payload = PUT_BODIES[body] if isinstance(body, str) else body
+            response = client.request(method, path, json=payload, headers=_headers(settings, role))
             got[role] = response.status_code
             if response.status_code in (401, 403):
                 assert response.json()["detail"], f"{role}: a refusal names its reason"
