@@ -14,6 +14,7 @@ from litestar.openapi import OpenAPIConfig
 from service import __version__
 from service.auth.api import AuthController
 from service.auth.middleware import authentication_middleware
+from service.auth.ratelimit import RateLimiter, limiting
 from service.community.api import CommunityAnalyticsController
 from service.db import DatabaseUnavailable, async_pool, detect_engine_async
 from service.errorlog.api import ErrorGroupsController, ErrorLogsController
@@ -84,6 +85,7 @@ def create_app(settings: Settings) -> Litestar:
             live = LiveWriter(client, settings.ingest_max_backlog)
             await _warn_without_persistence(client)
             errors = ErrorRecorder(pool)
+            limiter = RateLimiter(client)
             app.state.resources = Resources(
                 settings,
                 pool,
@@ -95,8 +97,9 @@ def create_app(settings: Settings) -> Litestar:
                 settings.proxy_networks(),
                 create_queue(settings),
                 errors,
+                limiter,
             )
-            async with flushing(counter, client):
+            async with flushing(counter, client), limiting(limiter):
                 yield
             await errors.drain()
         finally:

@@ -8,6 +8,8 @@ import redis.asyncio as aioredis
 from litestar.datastructures import State
 from psycopg_pool import AsyncConnectionPool
 
+from service.auth.ratelimit import RateLimiter
+from service.auth.tokens import TokenCache
 from service.db import Engine
 from service.ingest.geoip import GeoResolver, Network
 from service.live import LiveWriter
@@ -30,6 +32,7 @@ class Resources:
         "engine",
         "errors",
         "geoip",
+        "limiter",
         "live",
         "pool",
         "proxies",
@@ -37,6 +40,7 @@ class Resources:
         "redis",
         "schema",
         "settings",
+        "tokens",
     )
 
     def __init__(
@@ -51,6 +55,7 @@ class Resources:
         proxies: list[Network],
         queue: TaskQueue,
         errors: ErrorRecorder,
+        limiter: RateLimiter,
     ) -> None:
         self.settings = settings
         self.pool = pool
@@ -62,6 +67,8 @@ class Resources:
         self.proxies = proxies  # TRUSTED_PROXIES, parsed once
         self.queue = queue  # enqueues runs asked for through the API
         self.errors = errors  # records unhandled exceptions as error logs
+        self.limiter = limiter  # the tracking rate limit, flushed to Redis in the background
+        self.tokens = TokenCache(settings)  # verified bearer tokens, valid for these settings only
 
 
 def provide_resources(state: State) -> Resources:

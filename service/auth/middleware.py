@@ -9,7 +9,6 @@ from litestar.connection import ASGIConnection
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult, DefineMiddleware
 
 from service.auth.sessions import CSRF_HEADER, SESSION_COOKIE, load_session
-from service.auth.tokens import decode_token
 from service.errors import AuthenticationFailed, Forbidden
 from service.resources import Resources
 
@@ -37,7 +36,8 @@ class AuthenticationMiddleware(AbstractAuthenticationMiddleware):
         settings = resources.settings
         token = bearer_token(connection)
         if token is not None:
-            return AuthenticationResult(user=decode_token(settings, token), auth="token")
+            # Verified once per process while it stays cached (and unexpired), for this app's settings only.
+            return AuthenticationResult(user=resources.tokens.principal(token), auth="token")
         session_id = connection.cookies.get(SESSION_COOKIE)
         if session_id:
             session = await load_session(resources.redis, session_id, settings.session_ttl)

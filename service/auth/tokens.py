@@ -3,11 +3,15 @@
 Claims: `sub` (the user id; for service tokens the service's name), `staff` (bool), `moderated_communities`
 (list of community ids), `type` (`user`, the default, or `service`: a backend that tracks on behalf of
 users), `exp` (required), and `aud` / `iss` when JWT_AUDIENCE / JWT_ISSUER are set.
+
+Each API process keeps the principals of the tokens it decoded in a `TokenCache` (one per application, so per
+settings): a verified token is decoded once, then only its expiry is checked until it falls out of the cache.
 """
 
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
@@ -47,6 +51,11 @@ def _verification_key(settings: Settings) -> str | bytes:
 
 def decode_token(settings: Settings, token: str) -> Principal:
     """The principal of a bearer token, or AuthenticationFailed naming what is wrong with it."""
+    return _decode(settings, token)[0]
+
+
+def _decode(settings: Settings, token: str) -> tuple[Principal, float]:
+    """The principal of a bearer token and its `exp` claim, or AuthenticationFailed."""
     options: Any = {"require": ["exp", "sub"], "verify_aud": settings.jwt_audience is not None}
     try:
         claims = jwt.decode(
@@ -76,7 +85,41 @@ def decode_token(settings: Settings, token: str) -> Principal:
         raise AuthenticationFailed("token is malformed (not a signed JWT)") from None
     except jwt.InvalidTokenError as exc:
         raise AuthenticationFailed(f"token is not valid ({exc})") from None
-    return principal_from_claims(claims)
+    return principal_from_claims(claims), float(claims["exp"])  # pyjwt checked that `exp` is a number
+
+
+class TokenCache:
+    """The principals of recently verified tokens, for one application's settings (secret or key, audience,
+    issuer, leeway): a bounded LRU from the token to (principal, exp).
+
+    A hit is trusted only while `exp` + JWT_LEEWAY has not passed, the same test the full decode makes, so a
+    cached token expires exactly when a decoded one would. Failures are never cached: a refused token is
+    verified again on every request (and answered with the same reason).
+    """
+
+    def __init__(self, settings: Settings, size: int = 4096) -> None:
+        self.settings = settings
+        self.size = size
+        self._entries: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+
+    def principal(self, token: str) -> Principal:
+        """The principal of `token` (from the cache when verified before and not expired since), or
+        AuthenticationFailed naming what is wrong with it."""
+        entry = self._entries.get(token)
+        if entry is not None:
+            principal, expires = entry
+            if time.time() < expires + self.settings.jwt_leeway:
+                self._entries.move_to_end(token)
+                return principal
+            del self._entries[token]  # expired: the full decode below refuses it with the usual reason
+        principal, expires = _decode(self.settings, token)
+        self._entries[token] = (principal, expires)
+        if len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+        return principal
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 def principal_from_claims(claims: dict[str, Any]) -> Principal:

@@ -6,6 +6,7 @@ import http.client
 import importlib.util
 import os
 import platform
+import secrets
 import shutil
 import signal
 import sys
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import redis
 
+from service.auth.tokens import issue_token
 from service.db import connect
 from service.localstack import Child, PostgresServer, RedisServer, StackError, ensure_binaries
 from service.settings import Settings
@@ -132,12 +134,14 @@ class Progress:
 # --- HTTP -----------------------------------------------------------------------------------------------------
 
 
-def http_request(port: int, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-    """One request to 127.0.0.1:`port`; the status and the body of the answer."""
+def http_request(
+    port: int, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
+    """One request to 127.0.0.1:`port` (with `headers`); the status and the body of the answer."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
-        headers = {"Content-Type": "application/json"} if body is not None else {}
-        conn.request(method, path, body=body, headers=headers)
+        sent = {"Content-Type": "application/json"} if body is not None else {}
+        conn.request(method, path, body=body, headers={**sent, **(headers or {})})
         response = conn.getresponse()
         return response.status, response.read()
     finally:
@@ -145,12 +149,13 @@ def http_request(port: int, method: str, path: str, body: bytes | None = None) -
 
 
 class KeepAlive:
-    """Sequential GET requests to 127.0.0.1:`port` over one persistent connection (reopened when the server
-    closed it, e.g. after its keep-alive timeout)."""
+    """Sequential GET requests to 127.0.0.1:`port`, each with `headers`, over one persistent connection
+    (reopened when the server closed it, e.g. after its keep-alive timeout)."""
 
-    def __init__(self, port: int, timeout: float = 30.0) -> None:
+    def __init__(self, port: int, timeout: float = 30.0, headers: dict[str, str] | None = None) -> None:
         self.port = port
         self.timeout = timeout
+        self.headers = headers or {}
         self.conn: http.client.HTTPConnection | None = None
 
     def get(self, path: str) -> tuple[int, bytes]:
@@ -159,7 +164,7 @@ class KeepAlive:
             if self.conn is None:
                 self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
             try:
-                self.conn.request("GET", path)
+                self.conn.request("GET", path, headers=self.headers)
                 response = self.conn.getresponse()
                 return response.status, response.read()
             except (http.client.RemoteDisconnected, http.client.BadStatusLine, ConnectionError):
@@ -176,13 +181,23 @@ class KeepAlive:
 
 
 class HttpApp:
-    """An HTTP server under test: a child process logging into the bench directory, healthy once /health is."""
+    """An HTTP server under test: a child process logging into the bench directory, healthy once /health is;
+    `expect` sends `headers` (the credentials it wants)."""
 
-    def __init__(self, directory: Path, name: str, argv: list[str], env: dict[str, str], port: int) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        name: str,
+        argv: list[str],
+        env: dict[str, str],
+        port: int,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.child = Child(directory, name)
         self.argv = argv
         self.env = env
         self.port = port
+        self.headers = headers or {}
 
     def url(self, path: str) -> str:
         """The address of `path` on this server."""
@@ -206,7 +221,7 @@ class HttpApp:
 
     def expect(self, path: str, body: bytes, accepted: int | None = None) -> None:
         """POST `body` once and insist on 202 (and on `accepted` events accepted, for a batch)."""
-        status, answer = http_request(self.port, "POST", path, body)
+        status, answer = http_request(self.port, "POST", path, body, self.headers)
         ok = status == 202
         if ok and accepted is not None:
             ok = msgspec.json.decode(answer).get("accepted") == accepted
@@ -216,6 +231,41 @@ class HttpApp:
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL after 15 s)."""
         self.child.stop(timeout=15)
+
+
+# --- credentials ----------------------------------------------------------------------------------------------
+
+# RATE_LIMIT_TRACK of the bench's API: the limiter counts every tracking request (flushing to Redis as in
+# production) but the bench's one token never reaches it.
+BENCH_RATE_LIMIT = 1_000_000_000
+TOKEN_LIFETIME = 86_400  # seconds: longer than any run; the secret dies with the run anyway
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """How the bench's own API authenticates the bench: its environment, and the header to send."""
+
+    env: dict[str, str]  # a fresh HS256 secret (no audience, issuer or public key) and BENCH_RATE_LIMIT
+    header: dict[str, str]  # Authorization: Bearer <a staff service token those settings accept>
+
+
+def credentials(settings: Settings) -> Credentials:
+    """A fresh JWT secret for the API the bench starts and a staff service token signed with it (empty values
+    unset JWT_AUDIENCE, JWT_ISSUER and JWT_PUBLIC_KEY_FILE, even from a .env file)."""
+    secret = secrets.token_urlsafe(32)
+    env = {
+        "JWT_ALGORITHM": "HS256",
+        "JWT_SECRET": secret,
+        "JWT_AUDIENCE": "",
+        "JWT_ISSUER": "",
+        "JWT_PUBLIC_KEY_FILE": "",
+        "RATE_LIMIT_TRACK": str(BENCH_RATE_LIMIT),
+    }
+    signer = msgspec.structs.replace(
+        settings, jwt_algorithm="HS256", jwt_secret=secret, jwt_audience=None, jwt_issuer=None, jwt_public_key_file=None
+    )
+    token = issue_token(signer, "analytics-bench", staff=True, service=True, lifetime=TOKEN_LIFETIME)
+    return Credentials(env, {"Authorization": f"Bearer {token}"})
 
 
 # --- other load on the machine ---------------------------------------------------------------------------------

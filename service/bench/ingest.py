@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,12 +27,14 @@ from psycopg.types.json import Jsonb
 
 from service.bench import Options
 from service.bench.harness import (
+    BENCH_RATE_LIMIT,
     Bench,
     BenchError,
     HttpApp,
     OtherLoad,
     Progress,
     cores,
+    credentials,
     flush_redis,
     machine,
     render_table,
@@ -73,6 +75,7 @@ _WRK_SCRIPT = """\
 -- written by `analytics bench ingest`: POSTs the bodies below in turn, prints one BENCH line when done
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+%(headers)s
 local bodies = {
 %(bodies)s
 }
@@ -167,15 +170,19 @@ class WrkResult:
 _BENCH_LINE = re.compile(r"^BENCH (.*)$", re.MULTILINE)
 
 
-def write_script(path: Path, bodies: Sequence[bytes]) -> Path:
-    """Write a wrk Lua script that POSTs `bodies` in turn (each thread starting elsewhere in the list)."""
-    literals = []
-    for body in bodies:
-        text = body.decode()
-        if "]==]" in text:
-            raise ValueError("body cannot be written as a Lua long string")
-        literals.append(f"  [==[{text}]==],")
-    path.write_text(_WRK_SCRIPT % {"bodies": "\n".join(literals)})
+def _lua_string(text: str) -> str:
+    if "]==]" in text or "\n" in text:
+        raise ValueError(f"{text[:40]!r}... cannot be written as a one-line Lua long string")
+    return f"[==[{text}]==]"
+
+
+def write_script(path: Path, bodies: Sequence[bytes], headers: Mapping[str, str]) -> Path:
+    """Write a wrk Lua script that POSTs `bodies` in turn (each thread starting elsewhere in the list), every
+    request with `headers`."""
+    literals = "\n".join(f"  {_lua_string(body.decode())}," for body in bodies)
+    # A space after `[`: `[[` would open a Lua long string.
+    lines = "\n".join(f"wrk.headers[ {_lua_string(name)} ] = {_lua_string(value)}" for name, value in headers.items())
+    path.write_text(_WRK_SCRIPT % {"bodies": literals, "headers": lines})
     return path
 
 
@@ -436,8 +443,11 @@ def _benchmark(
         settings, database_url=database_url, redis_url=redis_url, ingest_max_backlog=MAX_BACKLOG
     )
     rng = seeded(20260101)
-    single_script = write_script(directory / "single.lua", single_bodies(rng))
-    batch_script = write_script(directory / "batch.lua", batch_bodies(rng))
+    # The service authenticates every request and rate-limits tracking: both apps get the same requests,
+    # Authorization header included (the minimal route reads no header).
+    auth = credentials(settings)
+    single_script = write_script(directory / "single.lua", single_bodies(rng), auth.header)
+    batch_script = write_script(directory / "batch.lua", batch_bodies(rng), auth.header)
     probe_single = single_bodies(seeded(1), 1)[0]
     probe_batch = batch_bodies(seeded(2), 1)[0]
 
@@ -446,7 +456,7 @@ def _benchmark(
     argv = [sys.executable, "-m", "uvicorn", "service.bench.minimal:app", "--workers", str(HTTP_WORKERS),
             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-proxy-headers",
             "--no-server-header"]  # fmt: skip
-    minimal = HttpApp(directory, "minimal", argv, dict(os.environ), port)
+    minimal = HttpApp(directory, "minimal", argv, dict(os.environ), port, auth.header)
     apps.append(minimal)
     with progress.step(f"starting the minimal app ({HTTP_WORKERS} uvicorn workers)"):
         minimal.start()
@@ -466,8 +476,9 @@ def _benchmark(
         "ANALYTICS_WORKERS": str(HTTP_WORKERS),
         "ANALYTICS_LOG_LEVEL": "WARNING",
         "INGEST_MAX_BACKLOG": str(MAX_BACKLOG),
+        **auth.env,
     }
-    service = HttpApp(directory, "service", [sys.executable, "-m", "service", "serve"], env, port)
+    service = HttpApp(directory, "service", [sys.executable, "-m", "service", "serve"], env, port, auth.header)
     apps.append(service)
     with progress.step(f"starting the service (`analytics serve`, {HTTP_WORKERS} uvicorn workers)"):
         service.start()
@@ -537,6 +548,10 @@ def _benchmark(
     )
     notes = [
         "",
+        "tracking measured with authentication and rate limiting: every request carries a service JWT (HS256) "
+        "that the authentication middleware verifies (cached per process after the first request), and passes "
+        f"the tracking rate limiter (counted per process, flushed to Redis; RATE_LIMIT_TRACK {BENCH_RATE_LIMIT:,} "
+        "so the bench's one token is never refused); the minimal route gets the same requests and checks nothing",
         f"batch: events/s through the batch route ({batch.rate:,.0f} req/s x {BATCH_SIZE} events) compared with "
         "requests/s of the minimal route (one event per request)",
         f"latency p50 / p99: minimal {base.p50_ms:.1f} / {base.p99_ms:.1f} ms, single {single.p50_ms:.1f} / "

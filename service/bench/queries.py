@@ -31,6 +31,7 @@ from service.bench.harness import (
     OtherLoad,
     Progress,
     cores,
+    credentials,
     flush_redis,
     machine,
     render_table,
@@ -854,6 +855,7 @@ def _measure(
     progress = bench.progress
     database_url, redis_url = urls
     port = free_port()
+    auth = credentials(bench.settings)  # every endpoint authenticates; the reports need staff
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -862,8 +864,9 @@ def _measure(
         "ANALYTICS_PORT": str(port),
         "ANALYTICS_WORKERS": "1",
         "ANALYTICS_LOG_LEVEL": "WARNING",
+        **auth.env,
     }
-    app = HttpApp(bench.directory, "service", [sys.executable, "-m", "service", "serve"], env, port)
+    app = HttpApp(bench.directory, "service", [sys.executable, "-m", "service", "serve"], env, port, auth.header)
     bench.apps.append(app)
     with progress.step("starting the service (`analytics serve`, 1 uvicorn worker)"):
         app.start()
@@ -873,7 +876,7 @@ def _measure(
     }
     for source, weights in volumes.items():
         draws[source] = (list(draw(weights, WARMUP_REQUESTS, rng)), list(draw(weights, options.samples, rng)))
-    client = KeepAlive(port)
+    client = KeepAlive(port, headers=auth.header)
     load = OtherLoad()
     results = [Result(endpoint) for endpoint in ENDPOINTS]
     try:
@@ -951,7 +954,8 @@ def _report(
         f"goal: {report.endpoint.label} p95 < {GOAL_P95 * 1000:.0f} ms and >= {GOAL_RATIO:.0f}x faster than the "
         f"same figures from the raw table: {verdict} (p95 {ms(report.p95)}, {times(report.ratio or 0.0)})",
         f"endpoint: {options.samples} sequential GETs each over one keep-alive connection after {WARMUP_REQUESTS} "
-        "warm-up ones; `analytics serve`, 1 uvicorn worker, on the same machine",
+        "warm-up ones; `analytics serve`, 1 uvicorn worker, on the same machine; each GET carries a staff service "
+        "JWT (HS256) that the authentication middleware verifies (cached per process after the first request)",
         f"raw: the same figures by plain SQL on activity_events / geo_access_events (community + time btree index, "
         f"BRIN on time), SQL time only (no HTTP), {options.raw_samples} each after {RAW_WARMUP} warm-up ones, on "
         "the first communities of the same draw; visits sessionized with window functions (30-minute gap); the "
