@@ -31,8 +31,8 @@ from service.request_metrics import instrument
 from service.request_tracking import (
     ErrorRecorder,
     RequestCounter,
+    api_request_finished,
     flushing,
-    request_tracking_middleware,
     unhandled_error,
 )
 from service.resources import Resources, provide_resources
@@ -127,8 +127,7 @@ def create_app(settings: Settings) -> Litestar:
             ErrorGroupsController,
         ],
         request_max_body_size=settings.track_max_body_bytes,
-        # Request tracking wraps authentication so refused requests are counted too, with their user when known.
-        middleware=[request_tracking_middleware(counter), authentication_middleware()],
+        middleware=[authentication_middleware()],
         dependencies={"resources": Provide(provide_resources, sync_to_thread=False)},
         lifespan=[lifespan],
         exception_handlers={**EXCEPTION_HANDLERS, Exception: unhandled_error},
@@ -140,7 +139,9 @@ def create_app(settings: Settings) -> Litestar:
             path="/docs",
         ),
     )
-    return instrument(app)  # request counts and timings around everything, unmatched routes included
+    # Request counts and timings around everything (unmatched routes and refused requests included), also
+    # counted per day and user for the daily snapshot.
+    return instrument(app, finished=[api_request_finished(counter)])
 
 
 def app_from_env() -> Litestar:

@@ -17,7 +17,7 @@ from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.status_codes import HTTP_202_ACCEPTED
 
 from service.auth.guards import principal_of, require_may_track_for
-from service.auth.ratelimit import track_rate_limit
+from service.auth.ratelimit import admit_tracking
 from service.auth.tokens import Principal
 from service.errors import FieldError, Forbidden, InvalidInput, Unavailable, field_error
 from service.ingest.geoip import client_address
@@ -103,6 +103,7 @@ async def _write(resources: Resources, records: list[ActivityRecord] | list[GeoR
 
 
 async def _track_one(request: AnyRequest, body_type: type[T], make: Callable[[T], R], resources: Resources) -> R:
+    admit_tracking(request, resources)
     kind = _kind(body_type)
     try:
         item = _decode(await _body(request, kind), body_type)
@@ -121,6 +122,7 @@ async def _track_many(
     request: AnyRequest, body_type: type[T], make: Callable[[T], R], resources: Resources
 ) -> BatchAccepted:
     """Each item on its own: bad ones are reported, good ones accepted; answered 400 only if none is good."""
+    admit_tracking(request, resources)
     kind = _kind(body_type)
     try:
         items = _decode(await _body(request, kind), list[msgspec.Raw])
@@ -202,7 +204,6 @@ class CommunityTrackController(Controller):
 
     path = "/api/community-analytics"
     tags = ["tracking"]  # noqa: RUF012 - Litestar reads it as a plain class attribute
-    guards = [track_rate_limit]  # noqa: RUF012 - Litestar reads it as a plain class attribute
 
     @post(
         "/track/",
@@ -231,7 +232,6 @@ class GeoTrackController(Controller):
 
     path = "/api/geo-analytics"
     tags = ["tracking"]  # noqa: RUF012 - Litestar reads it as a plain class attribute
-    guards = [track_rate_limit]  # noqa: RUF012 - Litestar reads it as a plain class attribute
 
     @post(
         "/track/",
@@ -260,7 +260,6 @@ class EventsController(Controller):
 
     path = "/api/events"
     tags = ["tracking"]  # noqa: RUF012 - Litestar reads it as a plain class attribute
-    guards = [track_rate_limit]  # noqa: RUF012 - Litestar reads it as a plain class attribute
 
     @post(
         "/",
