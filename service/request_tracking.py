@@ -26,7 +26,7 @@ from psycopg_pool import AsyncConnectionPool
 from service.auth.tokens import Principal
 from service.errorlog.records import NewErrorLog, record_error
 from service.errors import InvalidInput, first_line
-from service.ingest.geoip import client_address
+from service.ingest.geoip import connection_address
 from service.live import add_requests
 from service.request_metrics import route_of
 from service.resources import Resources
@@ -126,12 +126,6 @@ class ErrorRecorder:
             await asyncio.gather(*self._pending, return_exceptions=True)
 
 
-def _client_address(request: Request[Any, Any, Any], resources: Resources) -> str | None:
-    peer = request.client.host if request.client else None
-    address = client_address(peer, request.headers.get("x-forwarded-for"), resources.proxies)
-    return str(address) if address is not None else None
-
-
 def unhandled_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, object]]:
     """The answer to an exception nothing else handled: a generic 500 (no stack trace), the exception logged
     and recorded as an error log with the request's context, grouped like every other error."""
@@ -140,6 +134,7 @@ def unhandled_error(request: Request[Any, Any, Any], exc: Exception) -> Response
     resources: Resources | None = getattr(app.state, "resources", None)
     if resources is not None:
         user = request.scope.get("user")
+        address = connection_address(request, resources.proxies)
         resources.errors.submit(
             NewErrorLog(
                 level="error",
@@ -147,7 +142,7 @@ def unhandled_error(request: Request[Any, Any, Any], exc: Exception) -> Response
                 stack_trace="".join(traceback.format_exception(exc))[-20_000:],
                 url=str(request.url)[:2000],
                 method=request.method,
-                ip_address=_client_address(request, resources),
+                ip_address=str(address) if address is not None else None,
                 user_agent=request.headers.get("user-agent"),
                 user_id=user.user_id if isinstance(user, Principal) else None,
                 extra_data={"route": route_of(request.scope)},

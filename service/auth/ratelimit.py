@@ -37,7 +37,7 @@ from litestar.handlers.base import BaseRouteHandler
 
 from service.auth.guards import principal_of
 from service.errors import TooManyRequests, Unavailable, first_line
-from service.ingest.geoip import client_address
+from service.ingest.geoip import connection_address
 from service.live import rate_key
 
 if TYPE_CHECKING:  # resources.py holds a RateLimiter
@@ -161,8 +161,7 @@ async def hit(client: aioredis.Redis, bucket: str, who: str, limit: int, now: fl
 
 def address_of(connection: ASGIConnection[Any, Any, Any, Any], resources: Resources) -> str:
     """The client's address (X-Forwarded-For believed only from TRUSTED_PROXIES)."""
-    peer = connection.client.host if connection.client else None
-    address = client_address(peer, connection.headers.get("x-forwarded-for"), resources.proxies)
+    address = connection_address(connection, resources.proxies)
     return str(address) if address is not None else "unknown"
 
 

@@ -20,7 +20,7 @@ from service.auth.guards import principal_of, require_may_track_for
 from service.auth.ratelimit import admit_tracking
 from service.auth.tokens import Principal
 from service.errors import FieldError, Forbidden, InvalidInput, Unavailable, field_error
-from service.ingest.geoip import client_address
+from service.ingest.geoip import connection_address
 from service.ingest.records import activity_record, geo_record
 from service.ingest.schemas import (
     Accepted,
@@ -193,8 +193,7 @@ def _activity_maker(
 
 def _geo_maker(request: AnyRequest, resources: Resources) -> Callable[[TrackGeo], GeoRecord]:
     now, principal = _now(), principal_of(request)
-    peer = request.client.host if request.client else None
-    client = client_address(peer, request.headers.get("x-forwarded-for"), resources.proxies)
+    client = connection_address(request, resources.proxies)
     resolve = resources.geoip.lookup if resources.geoip else None
     return lambda item: _on_behalf(principal, geo_record(item, now, resources.settings, resolve, client))
 

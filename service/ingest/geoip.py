@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
+from typing import Any
 
 import geoip2.database
 import geoip2.errors
 import msgspec
+from litestar.connection import ASGIConnection
 
 Network = IPv4Network | IPv6Network
 
@@ -62,3 +64,11 @@ def client_address(
         if not any(candidate in net for net in trusted):
             return candidate
     return address
+
+
+def connection_address(
+    connection: ASGIConnection[Any, Any, Any, Any], trusted: list[Network]
+) -> IPv4Address | IPv6Address | None:
+    """`client_address` of a request: its peer and its X-Forwarded-For header."""
+    peer = connection.client.host if connection.client else None
+    return client_address(peer, connection.headers.get("x-forwarded-for"), trusted)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from datetime import date
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 from litestar import Controller, Request, Response, get
 from litestar.di import NamedDependency
@@ -13,22 +12,14 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 
 from service.auth.guards import principal_of, require_report_reader, staff_only
 from service.errors import FieldError, InvalidInput, NotFound
+from service.listing import Page, PageNumber, build_page
 from service.reports import queries
 from service.reports.export import to_csv
-from service.reports.schemas import Report, ReportKind, ReportPage
+from service.reports.schemas import Report, ReportKind
 from service.resources import Resources
 
-MAX_PAGE = 1_000_000  # keeps OFFSET (page x page_size) far inside bigint
 SCOPE = re.compile(r"platform|community:[1-9][0-9]{0,18}")  # what the generators write
 _UNSAFE_IN_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def page_url(request: Request[Any, Any, Any], page: int) -> str:
-    """This request's URL with its other query parameters kept and `page` set."""
-    kept = [(k, v) for k, v in request.url.query_params.multi_items() if k != "page"]
-    # Litestar routes on the path without its trailing slash; the links keep the documented `/api/reports/`.
-    path = request.url.path.rstrip("/") + "/"
-    return str(request.url.with_replacements(path=path, query=urlencode([*kept, ("page", str(page))])))
 
 
 async def _load(request: Request[Any, Any, Any], resources: Resources, report_id: int) -> Report:
@@ -63,9 +54,9 @@ class ReportsController(Controller):
         ] = None,
         since: Annotated[date | None, QueryParameter(description="Period starting on or after this day")] = None,
         until: Annotated[date | None, QueryParameter(description="Period starting on or before this day")] = None,
-        page: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE, description="Page number, from 1")] = 1,
+        page: PageNumber = 1,
         page_size: Annotated[int, QueryParameter(ge=1, le=100, description="Reports per page")] = 20,
-    ) -> ReportPage:
+    ) -> Page[Report]:
         errors = []
         if report_scope is not None and not SCOPE.fullmatch(report_scope):
             errors.append(FieldError(field="scope", message="expected `platform` or `community:<id>`"))
@@ -76,13 +67,7 @@ class ReportsController(Controller):
         filters = queries.Filters(kind=kind, scope=report_scope, since=since, until=until)
         async with resources.pool.connection() as conn:
             count, results = await queries.page(conn, filters, page_size, (page - 1) * page_size)
-        last_page = max(1, -(-count // page_size))
-        return ReportPage(
-            count=count,
-            next=page_url(request, page + 1) if page < last_page else None,
-            previous=page_url(request, min(page - 1, last_page)) if page > 1 else None,
-            results=results,
-        )
+        return build_page(request, page, page_size, count, results)
 
     @get("/{report_id:int}/", summary="One stored report")
     async def get_report(

@@ -64,12 +64,3 @@ class Report(msgspec.Struct):
     period_end: date
     generated_at: datetime
     payload: dict[str, Any]
-
-
-class ReportPage(msgspec.Struct):
-    """`GET /api/reports/`: one page of the matching reports, with the links to its neighbours."""
-
-    count: int  # matching reports on all pages
-    next: str | None
-    previous: str | None
-    results: list[Report]
