@@ -11,11 +11,9 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,8 +32,9 @@ from service.db import sync_pool
 from service.ingest.worker import IngestWorker
 from service.live import STREAM, encode
 from service.metrics_exposition import MULTIPROC_ENV, mark_dead_processes, multiprocess_dir
-from service.settings import ENV_NAMES, Settings
-from tests.support import TEST_JWT_SECRET, act, bearer, drain, rows, staff_client
+from service.settings import Settings
+from tests.processes import free_port, running, service_env, until
+from tests.support import act, bearer, drain, rows, staff_client
 
 ROOT = Path(__file__).resolve().parents[2]
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -345,65 +344,6 @@ def test_processes_that_no_longer_exist_are_marked_dead(tmp_path: Path) -> None:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _env(database_url: str, redis_url: str, **settings: str) -> dict[str, str]:
-    """The process environment without any of the service's settings, plus these."""
-    names = {*ENV_NAMES.values(), MULTIPROC_ENV}
-    env = {k: v for k, v in os.environ.items() if k not in names}
-    env.update(
-        DATABASE_URL=database_url,
-        REDIS_URL=redis_url,
-        JWT_SECRET=TEST_JWT_SECRET,
-        ANALYTICS_HOST="127.0.0.1",
-        ANALYTICS_LOG_LEVEL="WARNING",
-        PYTHONPATH=str(ROOT),
-        PYTHONUNBUFFERED="1",
-        **settings,
-    )
-    return env
-
-
-@contextmanager
-def _running(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """`analytics <args>` as a child process; killed with its whole group if the test leaves it running."""
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "service", *args],
-            env=env,
-            cwd=log.parent,  # no .env file there
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            yield process
-        finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-
-
-def _until(check: Callable[[], Any], process: subprocess.Popen[bytes], log: Path, seconds: float = 60) -> Any:
-    """Poll `check` until it returns something truthy; fail (with the process's output) at the deadline."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"the process exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            result = check()
-        except httpx.HTTPError:
-            result = None
-        if result:
-            return result
-        time.sleep(0.2)
-    pytest.fail(f"gave up after {seconds}s:\n{log.read_text()}")
-
-
 def _scrape_url(url: str, token: str | None = None) -> Samples:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     response = httpx.get(url, headers=headers, timeout=10)  # a new connection each time
@@ -425,16 +365,16 @@ def _served_by(path: Path, route: str) -> dict[int, float]:
 
 @pytest.mark.slow
 def test_two_api_processes_export_one_consistent_view(database_url: str, redis_url: str, tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = _env(database_url, redis_url, ANALYTICS_PORT=str(port), ANALYTICS_WORKERS="2")
+    env = service_env(database_url, redis_url, ANALYTICS_PORT=str(port), ANALYTICS_WORKERS="2")
     log = tmp_path / "serve.log"
-    with _running(["serve"], env, log) as server:
+    with running(["serve"], env, log) as server:
 
         def pids() -> set[str]:
             return {labels["pid"] for labels in series(_scrape_url(f"{base}/metrics"), START)}
 
-        _until(lambda: len(pids()) == 2, server, log)
+        until(lambda: len(pids()) == 2, server, log)
         workers = [int(pid) for pid in pids()]
         directory = Path(psutil.Process(workers[0]).environ()[MULTIPROC_ENV])
         assert directory.is_dir() and psutil.Process(workers[1]).environ()[MULTIPROC_ENV] == str(directory)
@@ -461,7 +401,7 @@ def test_two_api_processes_export_one_consistent_view(database_url: str, redis_u
         # A worker killed outright: uvicorn starts another; the dead one's start time goes, its counts stay.
         victim = workers[0]
         os.kill(victim, signal.SIGKILL)
-        _until(lambda: len(found := pids()) == 2 and str(victim) not in found, server, log)
+        until(lambda: len(found := pids()) == 2 and str(victim) not in found, server, log)
         samples = _scrape_url(f"{base}/metrics")
         assert value(samples, REQUESTS, method="GET", route="/health", status="200") == sent
 
@@ -484,12 +424,12 @@ REQUESTS = "analytics_http_requests_total"
 def test_the_ingest_worker_serves_its_counts_behind_the_token(
     database_url: str, redis_url: str, settings: Settings, tmp_path: Path
 ) -> None:
-    port, token = _free_port(), "a-metrics-token-for-the-tests"
-    env = _env(database_url, redis_url, INGEST_METRICS_PORT=str(port), METRICS_TOKEN=token, INGEST_CONSUMER="m1")
+    port, token = free_port(), "a-metrics-token-for-the-tests"
+    env = service_env(database_url, redis_url, INGEST_METRICS_PORT=str(port), METRICS_TOKEN=token, INGEST_CONSUMER="m1")
     url = f"http://127.0.0.1:{port}/metrics"
     log = tmp_path / "ingest.log"
-    with _running(["ingest"], env, log) as ingest:
-        _until(lambda: _scrape_url(url, token), ingest, log)
+    with running(["ingest"], env, log) as ingest:
+        until(lambda: _scrape_url(url, token), ingest, log)
         assert httpx.get(url, timeout=10).status_code == 401
         assert httpx.get(url, headers={"Authorization": "Bearer wrong"}, timeout=10).status_code == 401
         events = [{"community_id": 1, "user_id": u, "activity_type": "view"} for u in range(1, 5)]
@@ -503,7 +443,7 @@ def test_the_ingest_worker_serves_its_counts_behind_the_token(
             done = value(samples, "analytics_events_ingested_total", kind="geo") == 1
             return samples if done else None
 
-        samples = _until(ingested, ingest, log, seconds=30)
+        samples = until(ingested, ingest, log, seconds=30)
         assert value(samples, "analytics_events_ingested_total", kind="activity") == 4
         assert series(samples, START) == [{"pid": str(ingest.pid)}]
         ingest.send_signal(signal.SIGTERM)
@@ -514,12 +454,12 @@ def test_the_ingest_worker_serves_its_counts_behind_the_token(
 def test_task_runs_reach_prometheus_from_the_task_worker(
     database_url: str, redis_url: str, settings: Settings, tmp_path: Path
 ) -> None:
-    port = _free_port()
-    env = _env(database_url, redis_url, WORKER_METRICS_PORT=str(port))
+    port = free_port()
+    env = service_env(database_url, redis_url, WORKER_METRICS_PORT=str(port))
     url = f"http://127.0.0.1:{port}/metrics"
     log = tmp_path / "worker.log"
-    with _running(["worker", "--no-periodic", "--threads", "1"], env, log) as worker_process:
-        _until(lambda: _scrape_url(url), worker_process, log)
+    with running(["worker", "--no-periodic", "--threads", "1"], env, log) as worker_process:
+        until(lambda: _scrape_url(url), worker_process, log)
         with staff_client(settings) as client:
             assert client.post("/api/tasks/cleanup_redis_analytics/run/").status_code == 202
 
@@ -528,7 +468,7 @@ def test_task_runs_reach_prometheus_from_the_task_worker(
             runs = value(samples, "analytics_task_runs_total", task="cleanup_redis_analytics", status="success")
             return samples if runs == 1 else None
 
-        samples = _until(counted, worker_process, log, seconds=30)
+        samples = until(counted, worker_process, log, seconds=30)
         assert value(samples, "analytics_task_duration_seconds_count", task="cleanup_redis_analytics") == 1
         last = value(samples, "analytics_task_last_success_timestamp_seconds", task="cleanup_redis_analytics")
         assert time.time() - 60 < last <= time.time()
