@@ -281,8 +281,9 @@ async def day_counts(client: aioredis.Redis, day: str, community_id: int | None 
 
 
 class Realtime(msgspec.Struct):
-    """A community right now, from Redis alone."""
+    """A community right now, from Redis alone (`GET /api/community-analytics/{id}/realtime/`)."""
 
+    community_id: int
     online_members: int
     activity_score: float
     peak_members_today: int
@@ -333,6 +334,7 @@ async def realtime_many(client: aioredis.Redis, community_ids: list[int], now: f
         score, label = activity_level(recent, baseline)
         answers.append(
             Realtime(
+                community_id=community_ids[i],
                 online_members=int(online),
                 activity_score=score,
                 peak_members_today=int(peak or 0),

@@ -172,6 +172,7 @@ def test_realtime_score_over_http(database_url: str, redis_url: str, settings_fo
                                                                  "activity_type": "view"})  # fmt: skip
         body = client.get("/api/community-analytics/5/realtime/").json()
     assert body == {
+        "community_id": 5,
         "online_members": 2,
         "activity_score": 5.0,  # 2 events now / 2 usual = 1.0 -> 5 x 1.0
         "peak_members_today": 2,

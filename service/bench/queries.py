@@ -38,7 +38,7 @@ from service.bench.harness import (
     run_bench,
 )
 from service.db import Engine, connect, detect_engine
-from service.geo.api import nest
+from service.geo.figures import nest
 from service.live import DAY_TTL, counts_key, minute_key, peak_key, presence_key
 from service.localstack import free_port
 from service.migrations import migrate
@@ -305,13 +305,14 @@ def raw_report(raw: Raw, community: int | None, window: Window) -> dict[str, Any
     (seconds,) = raw.one(_RAW_SESSIONS, {**params, "gap": SESSION_GAP})
     today = (window.end - timedelta(days=1)).strftime("%Y-%m-%d")
     live_peak = raw.redis.hget(peak_key(today), str(community))
-    return {
+    metrics = {
         "total_views": int(views),
         "unique_visitors": int(visitors),
         "peak_online_members": max(int(stored_peak or 0), int(live_peak or 0)),
         "average_session_duration": round(float(seconds or 0) / 60, 2),
         "member_retention": percent(returning, previous),
     }
+    return {"metrics": metrics}
 
 
 def raw_patterns(raw: Raw, community: int | None, window: Window) -> dict[str, Any]:
@@ -355,7 +356,7 @@ def raw_effectiveness(raw: Raw, community: int | None, window: Window) -> dict[s
             "effectiveness_percentage": percent(blocked, total),
         },
         "top_blocked_locations": [
-            {"country": country, "country_code": code, "city": city, "blocked_attempts": int(n)}
+            {"country": country, "country_code": code, "city": city, "attempts": int(n)}
             for country, code, city, n in top
         ],
         "traveler_attempts": travelers,

@@ -2,53 +2,20 @@
 
 from __future__ import annotations
 
-import calendar
-from collections import Counter
-from datetime import UTC, datetime
 from typing import Annotated
 
+import msgspec
 from litestar import Controller, get
 from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
 
 from service.auth.guards import community_reader, staff_only
-from service.community.figures import community_report
-from service.community.queries import hourly_volumes, report_figures, today_by_community, week_start
-from service.community.schemas import (
-    ActivityPatterns,
-    CommunityReport,
-    CommunityToday,
-    HourVolume,
-    WeekdayVolume,
-    WeekVolume,
-)
+from service.community.figures import community_report, patterns
+from service.community.queries import hourly_volumes, report_figures, today_by_community
+from service.community.schemas import ActivityPatterns, CommunityReport, CommunityToday
 from service.live import Realtime, realtime, realtime_many
 from service.reporting import Days, Window
 from service.resources import Resources
-
-PEAK_HOURS = 3
-
-
-def patterns(community_id: int, window: Window, volumes: list[tuple[datetime, int]]) -> ActivityPatterns:
-    """Events by hour of day, by weekday and by week (UTC); peak hours are the busiest hours of day, at most
-    three, the earlier hour first on ties."""
-    by_hour: Counter[int] = Counter()
-    by_weekday: Counter[int] = Counter()
-    by_week: Counter[datetime] = Counter()
-    for bucket_at, events in volumes:
-        bucket = bucket_at.astimezone(UTC)  # psycopg answers in the session's time zone; patterns are UTC
-        by_hour[bucket.hour] += events
-        by_weekday[bucket.weekday()] += events
-        by_week[week_start(bucket)] += events
-    peak = sorted((h for h in by_hour if by_hour[h] > 0), key=lambda h: (-by_hour[h], h))[:PEAK_HOURS]
-    return ActivityPatterns(
-        community_id=community_id,
-        date_range=window.date_range,
-        hourly=[HourVolume(hour=h, events=by_hour[h]) for h in range(24)],
-        daily=[WeekdayVolume(weekday=d, name=calendar.day_name[d], events=by_weekday[d]) for d in range(7)],
-        weekly=[WeekVolume(week_start=w.date(), events=by_week[w]) for w in sorted(by_week)],
-        peak_hours=peak,
-    )
 
 
 class CommunityAnalyticsController(Controller):
@@ -112,4 +79,6 @@ class CommunityAnalyticsController(Controller):
         window = Window.last(days)
         async with resources.pool.connection() as conn:
             volumes = await hourly_volumes(conn, community_id, window)
-        return patterns(community_id, window, volumes)
+        return ActivityPatterns(
+            community_id=community_id, date_range=window.date_range, **msgspec.structs.asdict(patterns(volumes))
+        )

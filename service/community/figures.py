@@ -1,11 +1,18 @@
-"""The community report assembled from its query row; one place for its arithmetic (endpoint and stored reports)."""
+"""The community report and activity patterns assembled from their query rows; one place for their arithmetic
+(endpoints and stored reports)."""
 
 from __future__ import annotations
 
+import calendar
+from collections import Counter
+from datetime import UTC, datetime
 from typing import Any
 
-from service.community.schemas import CommunityReport
+from service.community.queries import week_start
+from service.community.schemas import CommunityReport, HourVolume, Patterns, ReportMetrics, WeekdayVolume, WeekVolume
 from service.reporting import Window, minutes, percent
+
+PEAK_HOURS = 3
 
 
 def community_report(
@@ -16,9 +23,31 @@ def community_report(
     return CommunityReport(
         community_id=community_id,
         date_range=window.date_range,
-        total_views=int(views),
-        unique_visitors=int(visitors),
-        peak_online_members=max(int(stored_peak or 0), live_peak),
-        average_session_duration=minutes(session_seconds),
-        member_retention=percent(returning, previous),
+        metrics=ReportMetrics(
+            total_views=int(views),
+            unique_visitors=int(visitors),
+            peak_online_members=max(int(stored_peak or 0), live_peak),
+            average_session_duration=minutes(session_seconds),
+            member_retention=percent(returning, previous),
+        ),
+    )
+
+
+def patterns(volumes: list[tuple[datetime, int]]) -> Patterns:
+    """Events by hour of day, by weekday and by week (UTC) from `hourly_volumes`' rows; peak hours are the busiest
+    hours of day, at most three, the earlier hour first on ties."""
+    by_hour: Counter[int] = Counter()
+    by_weekday: Counter[int] = Counter()
+    by_week: Counter[datetime] = Counter()
+    for bucket_at, events in volumes:
+        bucket = bucket_at.astimezone(UTC)  # psycopg answers in the session's time zone; patterns are UTC
+        by_hour[bucket.hour] += events
+        by_weekday[bucket.weekday()] += events
+        by_week[week_start(bucket)] += events
+    peak = sorted((h for h in by_hour if by_hour[h] > 0), key=lambda h: (-by_hour[h], h))[:PEAK_HOURS]
+    return Patterns(
+        hourly=[HourVolume(hour=h, events=by_hour[h]) for h in range(24)],
+        daily=[WeekdayVolume(weekday=d, name=calendar.day_name[d], events=by_weekday[d]) for d in range(7)],
+        weekly=[WeekVolume(week_start=w.date(), events=by_week[w]) for w in sorted(by_week)],
+        peak_hours=peak,
     )

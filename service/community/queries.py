@@ -32,7 +32,7 @@ SELECT
      WHERE community_id = %(community)s AND day >= %(start_day)s AND day < %(end_day)s)
 """
 
-_PATTERNS = """
+PATTERNS_SQL = """
 SELECT bucket, sum(events)::bigint
 FROM activity_hourly
 WHERE community_id = %(community)s AND bucket >= %(start)s AND bucket < %(end)s
@@ -79,7 +79,7 @@ async def report_figures(conn: AsyncConnection[Any], community_id: int, window: 
 
 async def hourly_volumes(conn: AsyncConnection[Any], community_id: int, window: Window) -> list[tuple[datetime, int]]:
     """(hour bucket, events) of the window, hours without events left out."""
-    cur = await conn.execute(_PATTERNS, {"community": community_id, "start": window.start, "end": window.end})
+    cur = await conn.execute(PATTERNS_SQL, {"community": community_id, "start": window.start, "end": window.end})
     return [(bucket, int(events)) for bucket, events in await cur.fetchall()]
 
 

@@ -9,16 +9,22 @@ import msgspec
 from service.reporting import DateRange
 
 
-class CommunityReport(msgspec.Struct):
-    """`GET /api/community-analytics/{id}/report/`."""
+class ReportMetrics(msgspec.Struct):
+    """The figures of a community report (the documented `metrics` object)."""
 
-    community_id: int
-    date_range: DateRange
     total_views: int
     unique_visitors: int
     peak_online_members: int
     average_session_duration: float  # minutes
     member_retention: float  # percent
+
+
+class CommunityReport(msgspec.Struct):
+    """`GET /api/community-analytics/{id}/report/`."""
+
+    community_id: int
+    date_range: DateRange
+    metrics: ReportMetrics
 
 
 class HourVolume(msgspec.Struct):
@@ -37,15 +43,21 @@ class WeekVolume(msgspec.Struct):
     events: int
 
 
-class ActivityPatterns(msgspec.Struct):
-    """`GET /api/community-analytics/{id}/activity-patterns/`."""
+class Patterns(msgspec.Struct):
+    """Events by hour of day, weekday and week, and the peak hours (a stored community report's
+    `metrics.activity_patterns`)."""
 
-    community_id: int
-    date_range: DateRange
     hourly: list[HourVolume]
     daily: list[WeekdayVolume]
     weekly: list[WeekVolume]
     peak_hours: list[int]
+
+
+class ActivityPatterns(Patterns):
+    """`GET /api/community-analytics/{id}/activity-patterns/`: the patterns of the window, and its community."""
+
+    community_id: int
+    date_range: DateRange
 
 
 class CommunityToday(msgspec.Struct):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from litestar import Controller, get
 from litestar.di import NamedDependency
@@ -10,55 +10,10 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 
 from service.auth.guards import community_reader
 from service.geo import queries
-from service.geo.figures import effectiveness_report
-from service.geo.schemas import (
-    City,
-    Country,
-    Counts,
-    EffectivenessReport,
-    Locations,
-    Region,
-    TrendPoint,
-    Trends,
-)
+from service.geo.figures import effectiveness_report, nest
+from service.geo.schemas import EffectivenessReport, Locations, TrendPoint, Trends
 from service.reporting import Days, Window
 from service.resources import Resources
-
-
-def nest(rows: list[Any]) -> list[Country]:
-    """Rows of (country, code, region, city, attempts, allowed, blocked, travelers) as a country -> region ->
-    city tree, each level ordered by attempts (most first), then by name."""
-    countries: dict[tuple[str | None, str | None], dict[str | None, dict[str | None, Counts]]] = {}
-    for country, code, region, city, attempts, allowed, blocked, travelers in rows:
-        cities = countries.setdefault((country, code), {}).setdefault(region, {})
-        counts = cities.setdefault(city, Counts())
-        counts.attempts += attempts
-        counts.allowed += allowed
-        counts.blocked += blocked
-        counts.travelers += travelers
-
-    def total(parts: list[Counts]) -> Counts:
-        return Counts(*(sum(getattr(p, f) for p in parts) for f in ("attempts", "allowed", "blocked", "travelers")))
-
-    def order(name: str | None, counts: Counts) -> tuple[int, bool, str]:
-        return -counts.attempts, name is None, name or ""
-
-    result = []
-    for (country, code), regions in countries.items():
-        region_list = []
-        for region, cities in regions.items():
-            city_list = sorted(
-                (City(city=c, counts=n) for c, n in cities.items()), key=lambda x: order(x.city, x.counts)
-            )
-            region_list.append(Region(region=region, counts=total([c.counts for c in city_list]), cities=city_list))
-        region_list.sort(key=lambda r: order(r.region, r.counts))
-        result.append(
-            Country(
-                country=country, country_code=code, counts=total([r.counts for r in region_list]), regions=region_list
-            )
-        )
-    result.sort(key=lambda c: order(c.country, c.counts))
-    return result
 
 
 class GeoAnalyticsController(Controller):
@@ -78,9 +33,9 @@ class GeoAnalyticsController(Controller):
     ) -> EffectivenessReport:
         window = Window.last(days)
         async with resources.pool.connection() as conn:
-            total, blocked, travelers, bypasses = await queries.totals(conn, community_id, window)
+            totals = await queries.totals(conn, community_id, window)
             top = await queries.top_blocked(conn, community_id, window, limit)
-        return effectiveness_report(community_id, window, (total, blocked, travelers, bypasses), top)
+        return effectiveness_report(community_id, window, totals, top)
 
     @get("/{community_id:int}/locations/", summary="Access attempts by country, region and city")
     async def locations(

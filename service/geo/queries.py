@@ -8,11 +8,18 @@ from psycopg import AsyncConnection, sql
 
 from service.reporting import Window
 
+# Attempts, blocked, travelers and bypasses, then the documented categories by restriction scope and result.
 TOTALS_SQL = """
 SELECT coalesce(sum(attempts), 0)::bigint,
        coalesce(sum(attempts) FILTER (WHERE access_result = 'blocked'), 0)::bigint,
        coalesce(sum(attempts) FILTER (WHERE is_traveler), 0)::bigint,
-       coalesce(sum(bypasses), 0)::bigint
+       coalesce(sum(bypasses), 0)::bigint,
+       coalesce(sum(attempts) FILTER (WHERE restriction_scope = 'country' AND access_result = 'blocked'), 0)::bigint,
+       coalesce(sum(attempts) FILTER (WHERE restriction_scope = 'country' AND access_result = 'allowed'), 0)::bigint,
+       coalesce(sum(attempts) FILTER (WHERE restriction_scope = 'city' AND access_result = 'blocked'), 0)::bigint,
+       coalesce(sum(attempts) FILTER (WHERE restriction_scope = 'city' AND access_result = 'allowed'), 0)::bigint,
+       coalesce(sum(attempts) FILTER (WHERE restriction_scope = 'region' AND access_result = 'blocked'), 0)::bigint,
+       coalesce(sum(attempts) FILTER (WHERE restriction_scope = 'region' AND access_result = 'allowed'), 0)::bigint
 FROM geo_daily
 WHERE community_id = %(community)s AND bucket >= %(start)s AND bucket < %(end)s
 """
@@ -26,7 +33,7 @@ ORDER BY blocked DESC, country NULLS LAST, city NULLS LAST
 LIMIT %(limit)s
 """
 
-_LOCATIONS = """
+LOCATIONS_SQL = """
 SELECT country, country_code, region, city, sum(attempts)::bigint,
        coalesce(sum(attempts) FILTER (WHERE access_result = 'allowed'), 0)::bigint,
        coalesce(sum(attempts) FILTER (WHERE access_result = 'blocked'), 0)::bigint,
@@ -36,7 +43,7 @@ WHERE community_id = %(community)s AND bucket >= %(start)s AND bucket < %(end)s
 GROUP BY country, country_code, region, city
 """
 
-_TRENDS = """
+TRENDS_SQL = """
 SELECT bucket, sum(attempts)::bigint,
        coalesce(sum(attempts) FILTER (WHERE access_result = 'allowed'), 0)::bigint,
        coalesce(sum(attempts) FILTER (WHERE access_result = 'blocked'), 0)::bigint,
@@ -53,12 +60,13 @@ def window_params(community_id: int, window: Window, **extra: object) -> dict[st
     return {"community": community_id, "start": window.start, "end": window.end, **extra}
 
 
-async def totals(conn: AsyncConnection[Any], community_id: int, window: Window) -> tuple[int, int, int, int]:
-    """(attempts, blocked, traveler attempts, bypasses) in the window."""
+async def totals(conn: AsyncConnection[Any], community_id: int, window: Window) -> tuple[int, ...]:
+    """(attempts, blocked, traveler attempts, bypasses, then attempts by scope and result: country blocked,
+    country allowed, city blocked, city allowed, region blocked, region allowed) in the window."""
     cur = await conn.execute(TOTALS_SQL, window_params(community_id, window))
     row = await cur.fetchone()
     assert row is not None
-    return int(row[0]), int(row[1]), int(row[2]), int(row[3])
+    return tuple(int(n) for n in row)
 
 
 async def top_blocked(conn: AsyncConnection[Any], community_id: int, window: Window, limit: int) -> list[Any]:
@@ -69,7 +77,7 @@ async def top_blocked(conn: AsyncConnection[Any], community_id: int, window: Win
 
 async def locations(conn: AsyncConnection[Any], community_id: int, window: Window) -> list[Any]:
     """(country, code, region, city, attempts, allowed, blocked, travelers) per place."""
-    cur = await conn.execute(_LOCATIONS, window_params(community_id, window))
+    cur = await conn.execute(LOCATIONS_SQL, window_params(community_id, window))
     return list(await cur.fetchall())
 
 
@@ -77,6 +85,10 @@ async def trends(
     conn: AsyncConnection[Any], community_id: int, window: Window, interval: Literal["day", "hour"]
 ) -> list[Any]:
     """(bucket, attempts, allowed, blocked, travelers, bypasses) per day or hour with attempts."""
-    rollup = sql.Identifier("geo_daily" if interval == "day" else "geo_hourly")
-    cur = await conn.execute(sql.SQL(_TRENDS).format(rollup=rollup), window_params(community_id, window))
+    cur = await conn.execute(trends_sql(interval), window_params(community_id, window))
     return list(await cur.fetchall())
+
+
+def trends_sql(interval: Literal["day", "hour"]) -> sql.Composed:
+    """TRENDS_SQL on the daily or the hourly rollup."""
+    return sql.SQL(TRENDS_SQL).format(rollup=sql.Identifier("geo_daily" if interval == "day" else "geo_hourly"))

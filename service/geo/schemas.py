@@ -20,7 +20,22 @@ class BlockedLocation(msgspec.Struct):
     country: str | None
     country_code: str | None
     city: str | None
-    blocked_attempts: int
+    attempts: int  # blocked attempts from this place
+
+
+class Categories(msgspec.Struct):
+    """The documentation's geo analytics categories, each counting access attempts of the window: blocked or
+    allowed by a country, city or region rule (`restriction_scope`), travelers' attempts, and allowed accesses
+    flagged as a restriction bypass. Attempts without a scope count in none of the first six."""
+
+    country_blocked: int
+    country_allowed: int
+    city_blocked: int
+    city_allowed: int
+    region_blocked: int
+    region_allowed: int
+    traveler_access: int
+    restriction_bypass: int
 
 
 class EffectivenessReport(msgspec.Struct):
@@ -30,6 +45,7 @@ class EffectivenessReport(msgspec.Struct):
     date_range: DateRange
     restriction_effectiveness: Effectiveness
     top_blocked_locations: list[BlockedLocation]
+    categories: Categories
     traveler_attempts: int
     bypass_attempts: int
 
@@ -83,3 +99,11 @@ class Trends(msgspec.Struct):
     date_range: DateRange
     interval: str
     points: list[TrendPoint]
+
+
+class GeoDayReport(EffectivenessReport):
+    """Payload of a `geo_effectiveness` report: the effectiveness endpoint's answer for one day, its attempts by
+    place (as `/locations/`) and by hour (as `/trends/?interval=hour`)."""
+
+    location_breakdown: list[Country]
+    trends: list[TrendPoint]

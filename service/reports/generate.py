@@ -14,12 +14,14 @@ from typing import Any, get_args
 import msgspec
 import psycopg
 
-from service.community.figures import community_report
-from service.geo.figures import effectiveness, effectiveness_report
+from service.community.figures import community_report, patterns
+from service.geo.figures import effectiveness, effectiveness_report, nest
+from service.geo.schemas import GeoDayReport, TrendPoint
 from service.ingest.schemas import ActivityType
 from service.reporting import Window, minutes
 from service.reports import queries
 from service.reports.schemas import (
+    CommunityDayMetrics,
     CommunityDayReport,
     ErrorFigures,
     EventFigures,
@@ -108,8 +110,14 @@ def generate_community_reports(context: TaskContext) -> dict[str, Any]:
         payloads: list[tuple[str, msgspec.Struct]] = []
         for community_id, by_type in by_community.items():
             base = community_report(community_id, window, queries.community_figures(context.conn, community_id, window))
+            volumes = queries.community_volumes(context.conn, community_id, window)
             report = CommunityDayReport(
-                **msgspec.structs.asdict(base), events_by_type=_zero_filled(ACTIVITY_TYPES, by_type)
+                community_id=community_id,
+                date_range=base.date_range,
+                metrics=CommunityDayMetrics(
+                    **msgspec.structs.asdict(base.metrics), activity_patterns=patterns(volumes)
+                ),
+                events_by_type=_zero_filled(ACTIVITY_TYPES, by_type),
             )
             payloads.append((f"community:{community_id}", report))
         stored = queries.store(context.conn, "community", _period(window), context.now, payloads)
@@ -118,13 +126,19 @@ def generate_community_reports(context: TaskContext) -> dict[str, Any]:
 
 def generate_geo_effectiveness_reports(context: TaskContext) -> dict[str, Any]:
     """The periodic task `generate_geo_effectiveness_reports`: the effectiveness report (scope `community:<id>`)
-    of the previous day per community with geo access attempts that day."""
+    of the previous day per community with geo access attempts that day, with its attempts by place and hour."""
     window = previous_day(context.now)
     with context.conn.transaction():
         _snapshot(context.conn)
         payloads: list[tuple[str, msgspec.Struct]] = []
         for community_id, *_ in queries.geo_by_community(context.conn, window):
-            totals, top = queries.geo_figures(context.conn, community_id, window, TOP_BLOCKED)
-            payloads.append((f"community:{community_id}", effectiveness_report(community_id, window, totals, top)))
+            day = queries.geo_figures(context.conn, community_id, window, TOP_BLOCKED)
+            base = effectiveness_report(community_id, window, day.totals, day.top_blocked)
+            report = GeoDayReport(
+                **msgspec.structs.asdict(base),
+                location_breakdown=nest(day.locations),
+                trends=[TrendPoint(*row) for row in day.hourly_trends],
+            )
+            payloads.append((f"community:{community_id}", report))
         stored = queries.store(context.conn, "geo_effectiveness", _period(window), context.now, payloads)
     return _summary(window, stored)

@@ -127,15 +127,34 @@ def community_figures(conn: psycopg.Connection[Any], community_id: int, window: 
     return tuple(row)
 
 
-def geo_figures(
-    conn: psycopg.Connection[Any], community_id: int, window: Window, limit: int
-) -> tuple[tuple[int, int, int, int], list[Any]]:
-    """The effectiveness endpoint's totals and most blocked places (`service.geo.queries`), on a sync connection."""
+def community_volumes(conn: psycopg.Connection[Any], community_id: int, window: Window) -> list[tuple[datetime, int]]:
+    """The activity patterns endpoint's rows (`service.community.queries.hourly_volumes`), on a sync connection."""
+    params = {"community": community_id, "start": window.start, "end": window.end}
+    return [(bucket, int(events)) for bucket, events in conn.execute(community_queries.PATTERNS_SQL, params)]
+
+
+@dataclass(frozen=True)
+class GeoDay:
+    """The geo endpoints' rows for one community and window (`service.geo.queries`)."""
+
+    totals: tuple[int, ...]
+    top_blocked: list[Any]
+    locations: list[Any]
+    hourly_trends: list[Any]
+
+
+def geo_figures(conn: psycopg.Connection[Any], community_id: int, window: Window, limit: int) -> GeoDay:
+    """The effectiveness endpoint's totals and most blocked places, the locations endpoint's rows and the hourly
+    trends (`service.geo.queries`), on a sync connection."""
     params = geo_queries.window_params(community_id, window, limit=limit)
     row = conn.execute(geo_queries.TOTALS_SQL, params).fetchone()
     assert row is not None
-    top = conn.execute(geo_queries.TOP_BLOCKED_SQL, params).fetchall()
-    return (int(row[0]), int(row[1]), int(row[2]), int(row[3])), top
+    return GeoDay(
+        totals=tuple(int(n) for n in row),
+        top_blocked=conn.execute(geo_queries.TOP_BLOCKED_SQL, params).fetchall(),
+        locations=conn.execute(geo_queries.LOCATIONS_SQL, params).fetchall(),
+        hourly_trends=conn.execute(geo_queries.trends_sql("hour"), params).fetchall(),
+    )
 
 
 def store(

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from service.community.schemas import CommunityReport
+from service.community.schemas import Patterns, ReportMetrics
 from service.geo.schemas import Effectiveness
 from service.reporting import DateRange
 
@@ -48,9 +48,18 @@ class PlatformReport(msgspec.Struct):
     errors: ErrorFigures
 
 
-class CommunityDayReport(CommunityReport):
-    """Payload of a `community` report: the community report endpoint's figures for one day, and events by type."""
+class CommunityDayMetrics(ReportMetrics):
+    """The community report endpoint's figures for one day, and that day's activity patterns."""
 
+    activity_patterns: Patterns
+
+
+class CommunityDayReport(msgspec.Struct):
+    """Payload of a `community` report (the documented generator's shape: the figures under `metrics`)."""
+
+    community_id: int
+    date_range: DateRange
+    metrics: CommunityDayMetrics
     events_by_type: dict[str, int]  # every activity type, zeros included
 
 

@@ -62,11 +62,13 @@ def expected_report() -> dict[str, Any]:
     return {
         "community_id": C,
         "date_range": {"start": at(7, 0).date().isoformat(), "end": at(0, 0).date().isoformat()},
-        "total_views": 6,  # member 1: 3, member 2: 1, member 5: 1, anonymous: 1
-        "unique_visitors": 3,  # members 1, 2, 5
-        "peak_online_members": 4,  # day -3; the 10 of day -9 is outside the window
-        "average_session_duration": 21.25,  # (45 + 0 + 10 + 30) / 4 minutes
-        "member_retention": 50.0,  # of members 1-4 (previous window), 1 and 2 came back
+        "metrics": {
+            "total_views": 6,  # member 1: 3, member 2: 1, member 5: 1, anonymous: 1
+            "unique_visitors": 3,  # members 1, 2, 5
+            "peak_online_members": 4,  # day -3; the 10 of day -9 is outside the window
+            "average_session_duration": 21.25,  # (45 + 0 + 10 + 30) / 4 minutes
+            "member_retention": 50.0,  # of members 1-4 (previous window), 1 and 2 came back
+        },
     }
 
 
@@ -84,7 +86,7 @@ def test_late_event_changes_the_report_after_a_refresh(client: TestClient[Any], 
     # Member 3 shows up late with an event from two days ago, in an already materialized bucket.
     store(database_url, [act(at(2, 10, 30), C, 3, "view")])
     refresh_rollups(database_url)
-    body = client.get(f"/api/community-analytics/{C}/report/?days=7").json()
+    body = client.get(f"/api/community-analytics/{C}/report/?days=7").json()["metrics"]
     assert body["total_views"] == 7
     assert body["unique_visitors"] == 4
     assert body["member_retention"] == 75.0  # 1, 2 and now 3 of 1-4
@@ -98,7 +100,9 @@ def test_late_events_split_and_join_visits(client: TestClient[Any], database_url
     def average_after(minute_of_day: tuple[int, int]) -> float:
         store(database_url, [act(at(2, *minute_of_day), C, 1, "like")])
         refresh_rollups(database_url)
-        return float(client.get(f"/api/community-analytics/{C}/report/?days=7").json()["average_session_duration"])
+        return float(
+            client.get(f"/api/community-analytics/{C}/report/?days=7").json()["metrics"]["average_session_duration"]
+        )
 
     # 11:20 is 35 min after 10:45 and 40 min before 12:00: a visit of its own.
     # Member 1: 45, 0, 0; member 2: 10; member 5: 30 -> 85 / 5.
@@ -111,12 +115,12 @@ def test_late_events_split_and_join_visits(client: TestClient[Any], database_url
 
 def test_recent_events_count_before_any_refresh(client: TestClient[Any], database_url: str) -> None:
     store(database_url, [act(at(0, 0, 5), C, 1, "view"), act(at(0, 0, 6), C, 2, "view")])
-    body = client.get(f"/api/community-analytics/{C}/report/?days=1").json()
+    body = client.get(f"/api/community-analytics/{C}/report/?days=1").json()["metrics"]
     assert (body["total_views"], body["unique_visitors"]) == (2, 2)
 
 
 def test_unknown_community_has_zero_figures(client: TestClient[Any]) -> None:
-    body = client.get("/api/community-analytics/424242/report/").json()
+    body = client.get("/api/community-analytics/424242/report/").json()["metrics"]
     assert body["total_views"] == body["unique_visitors"] == body["peak_online_members"] == 0
     assert body["average_session_duration"] == body["member_retention"] == 0.0
 

@@ -15,10 +15,11 @@ C = 21
 
 
 def attempt(when: datetime, result: str, country: str, code: str, region: str | None, city: str | None,
-            traveler: bool | None = None, community: int = C) -> GeoRecord:  # fmt: skip
+            traveler: bool | None = None, community: int = C, scope: str | None = "country",
+            user: int | None = None) -> GeoRecord:  # fmt: skip
     return GeoRecord(
-        time=when, event_id=uuid.uuid4(), community_id=community, user_id=None, country=country, country_code=code,
-        region=region, city=city, access_result=result, restriction_scope="country", is_traveler=traveler,
+        time=when, event_id=uuid.uuid4(), community_id=community, user_id=user, country=country, country_code=code,
+        region=region, city=city, access_result=result, restriction_scope=scope, is_traveler=traveler,
     )  # fmt: skip
 
 
@@ -48,11 +49,16 @@ def check_effectiveness(body: dict[str, Any]) -> None:
         "effectiveness_percentage": 28.2,  # 127 / 450 = 28.22 %
     }
     assert body["top_blocked_locations"] == [
-        {"country": "Germany", "country_code": "DE", "city": "Berlin", "blocked_attempts": 60},
-        {"country": "France", "country_code": "FR", "city": "Paris", "blocked_attempts": 40},
-        {"country": "Germany", "country_code": "DE", "city": "Munich", "blocked_attempts": 27},
+        {"country": "Germany", "country_code": "DE", "city": "Berlin", "attempts": 60},
+        {"country": "France", "country_code": "FR", "city": "Paris", "attempts": 40},
+        {"country": "Germany", "country_code": "DE", "city": "Munich", "attempts": 27},
     ]
     assert body["traveler_attempts"] == 15
+    # Every attempt of the fixture is decided by a country rule.
+    assert body["categories"] == {
+        "country_blocked": 127, "country_allowed": 323, "city_blocked": 0, "city_allowed": 0, "region_blocked": 0,
+        "region_allowed": 0, "traveler_access": 15, "restriction_bypass": 0,
+    }  # fmt: skip
 
 
 def test_effectiveness(client: TestClient[Any], database_url: str) -> None:
@@ -60,8 +66,40 @@ def test_effectiveness(client: TestClient[Any], database_url: str) -> None:
     refresh_rollups(database_url)
     check_effectiveness(client.get(f"/api/geo-analytics/{C}/effectiveness/?days=30").json())
     assert client.get(f"/api/geo-analytics/{C}/effectiveness/?days=30&limit=1").json()["top_blocked_locations"] == [
-        {"country": "Germany", "country_code": "DE", "city": "Berlin", "blocked_attempts": 60}
+        {"country": "Germany", "country_code": "DE", "city": "Berlin", "attempts": 60}
     ]
+
+
+def test_categories_count_scopes_results_travelers_and_bypasses(client: TestClient[Any], database_url: str) -> None:
+    community, home, away = C + 10, ("Germany", "DE", "Berlin", "Berlin"), ("France", "FR", "Brittany", "Rennes")
+    records = [
+        *(attempt(at(1, 8), "blocked", *home, scope="country", community=community) for _ in range(3)),
+        *(attempt(at(1, 8), "allowed", *home, scope="country", community=community) for _ in range(2)),
+        *(attempt(at(1, 8), "blocked", *away, scope="city", community=community) for _ in range(4)),
+        attempt(at(1, 8), "allowed", *away, scope="city", community=community),
+        *(attempt(at(1, 8), "blocked", *away, scope="region", community=community) for _ in range(2)),
+        *(attempt(at(1, 8), "allowed", *away, scope="region", traveler=True, community=community) for _ in range(2)),
+        *(attempt(at(1, 8), "allowed", *away, scope="region", community=community) for _ in range(3)),
+        attempt(at(1, 8), "allowed", *away, scope=None, community=community),  # no rule named: in no scope category
+        # Member 77 is blocked from Germany by the country rule, then let in from France ten minutes later: a bypass
+        # (and a traveler: Germany is where they were first seen).
+        attempt(at(1, 9), "blocked", *home, scope="country", community=community, user=77),
+        attempt(at(1, 9, 10), "allowed", *away, scope="region", community=community, user=77),
+    ]
+    store(database_url, geos=records)
+    refresh_rollups(database_url)
+    body = client.get(f"/api/geo-analytics/{community}/effectiveness/?days=7").json()
+    assert body["categories"] == {
+        "country_blocked": 3 + 1,  # three, and member 77
+        "country_allowed": 2,
+        "city_blocked": 4,
+        "city_allowed": 1,
+        "region_blocked": 2,
+        "region_allowed": 2 + 3 + 1,  # two travelers, three others, member 77
+        "traveler_access": 2 + 1,  # the two sent as travelers, and member 77 abroad
+        "restriction_bypass": 1,  # member 77
+    }
+    assert body["restriction_effectiveness"]["total_attempts"] == 3 + 2 + 4 + 1 + 2 + 2 + 3 + 1 + 2
 
 
 def test_effectiveness_without_attempts(client: TestClient[Any]) -> None:

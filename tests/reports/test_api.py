@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import date
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -11,6 +13,7 @@ import pytest
 from litestar.testing import TestClient
 from psycopg.types.json import Jsonb
 
+from service.migrations import DB_DIR, split_sql
 from service.settings import Settings
 from service.tasks import execute
 from tests.geo.test_geo_reports import C as GEO
@@ -187,20 +190,38 @@ def test_csv_of_a_generated_report(client: TestClient[Any], settings: Settings, 
         f'attachment; filename="report-{report["id"]}-geo_effectiveness-community-{GEO}-{day}.csv"'
     )
     # Day -1 of the geo fixture (tests/geo/test_geo_reports.py): Berlin 60 and Paris 40 blocked, 23 allowed.
-    assert response.text.splitlines() == [
-        "key,index,value,blocked_attempts,city,country,country_code",
-        "bypass_attempts,,0,,,,",
-        f"community_id,,{GEO},,,,",
-        f"date_range.end,,{day},,,,",
-        f"date_range.start,,{day},,,,",
-        "restriction_effectiveness.allowed_attempts,,23,,,,",
-        "restriction_effectiveness.blocked_attempts,,100,,,,",
-        "restriction_effectiveness.effectiveness_percentage,,81.3,,,,",
-        "restriction_effectiveness.total_attempts,,123,,,,",
-        "top_blocked_locations,0,,60,Berlin,Germany,DE",
-        "top_blocked_locations,1,,40,Paris,France,FR",
-        "traveler_attempts,,15,,,,",
+    table = list(csv.DictReader(io.StringIO(response.text)))
+    assert response.text.startswith("key,index,value,")
+    figures = {row["key"]: row["value"] for row in table if not row["index"]}
+    assert figures == {
+        "bypass_attempts": "0",
+        "community_id": str(GEO),
+        "date_range.end": day,
+        "date_range.start": day,
+        "restriction_effectiveness.allowed_attempts": "23",
+        "restriction_effectiveness.blocked_attempts": "100",
+        "restriction_effectiveness.effectiveness_percentage": "81.3",
+        "restriction_effectiveness.total_attempts": "123",
+        "traveler_attempts": "15",
+        **{f"categories.{name}": "0" for name in ("city_allowed", "city_blocked", "region_allowed",
+                                                   "region_blocked", "restriction_bypass")},
+        "categories.country_allowed": "23",
+        "categories.country_blocked": "100",
+        "categories.traveler_access": "15",
+    }  # fmt: skip
+    items = [(row["key"], row["index"]) for row in table if row["index"]]
+    assert items == [
+        *(("location_breakdown", str(i)) for i in range(3)),  # Germany, France, United States
+        ("top_blocked_locations", "0"),
+        ("top_blocked_locations", "1"),
+        *(("trends", str(i)) for i in range(3)),  # 10:00, 11:00, 12:00
     ]
+    top = [
+        (row["country_code"], row["city"], row["attempts"]) for row in table if row["key"] == "top_blocked_locations"
+    ]
+    assert top == [("DE", "Berlin", "60"), ("FR", "Paris", "40")]
+    breakdown = [(row["country_code"], row["counts.attempts"]) for row in table if row["key"] == "location_breakdown"]
+    assert breakdown == [("DE", "60"), ("FR", "40"), ("US", "23")]
     assert response.text.endswith("\r\n")
 
 
@@ -231,3 +252,42 @@ def test_csv_flattening(client: TestClient[Any], database_url: str) -> None:
         "places,0,,Berlin,k,52.5,",
         'places,1,,,,,"[""x""]"',
     ]
+
+
+def test_reports_stored_in_the_old_shapes_are_reshaped(client: TestClient[Any], database_url: str) -> None:
+    old_community = {
+        "community_id": 7, "date_range": {"start": "2026-01-01", "end": "2026-01-01"}, "total_views": 3,
+        "unique_visitors": 2, "peak_online_members": 5, "average_session_duration": 17.5, "member_retention": 33.3,
+        "events_by_type": {"view": 3},
+    }  # fmt: skip
+    old_geo = {
+        "community_id": 21, "date_range": {"start": "2026-01-01", "end": "2026-01-01"},
+        "restriction_effectiveness": {"total_attempts": 3, "blocked_attempts": 2, "allowed_attempts": 1,
+                                      "effectiveness_percentage": 66.7},
+        "top_blocked_locations": [{"country": "Germany", "country_code": "DE", "city": "Berlin", "blocked_attempts": 2},
+                                  {"country": None, "country_code": None, "city": None, "blocked_attempts": 1}],
+        "traveler_attempts": 0, "bypass_attempts": 0,
+    }  # fmt: skip
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "INSERT INTO reports (kind, scope, period_start, period_end, payload) VALUES "
+            "('community', 'community:7', '2026-01-01', '2026-01-01', %s), "
+            "('geo_effectiveness', 'community:21', '2026-01-01', '2026-01-01', %s)",
+            (Jsonb(old_community), Jsonb(old_geo)),
+        )
+        migration = (DB_DIR / "migrations" / "0007_documented_report_shapes.sql").read_text()
+        for _ in range(2):  # a second run changes nothing
+            for statement in split_sql(migration):
+                conn.execute(statement.encode())
+    payloads = {r["kind"]: r["payload"] for r in client.get("/api/reports/?since=2026-01-01").json()["results"]}
+    assert payloads["community"] == {
+        "community_id": 7, "date_range": {"start": "2026-01-01", "end": "2026-01-01"},
+        "metrics": {"total_views": 3, "unique_visitors": 2, "peak_online_members": 5, "average_session_duration": 17.5,
+                    "member_retention": 33.3},
+        "events_by_type": {"view": 3},
+    }  # fmt: skip
+    assert payloads["geo_effectiveness"] == {
+        **old_geo,
+        "top_blocked_locations": [{"country": "Germany", "country_code": "DE", "city": "Berlin", "attempts": 2},
+                                  {"country": None, "country_code": None, "city": None, "attempts": 1}],
+    }  # fmt: skip

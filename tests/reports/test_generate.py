@@ -4,7 +4,8 @@ today (the day reported when the task runs today) interesting."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import calendar
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -82,6 +83,46 @@ def run(settings: Settings, task: str, now: datetime) -> dict[str, Any]:
     return outcome.details
 
 
+def day_patterns(hours: dict[int, int], peak_hours: list[int]) -> dict[str, Any]:
+    """The activity patterns of day -1 whose events fall in `hours` (hour of day -> events)."""
+    day, total = at(1, 0), sum(hours.values())
+    return {
+        "hourly": [{"hour": h, "events": hours.get(h, 0)} for h in range(24)],
+        "daily": [
+            {"weekday": d, "name": calendar.day_name[d], "events": total if d == day.weekday() else 0} for d in range(7)
+        ],
+        "weekly": [{"week_start": (day - timedelta(days=day.weekday())).date().isoformat(), "events": total}],
+        "peak_hours": peak_hours,
+    }
+
+
+def counts(attempts: int, allowed: int = 0, blocked: int = 0, travelers: int = 0) -> dict[str, int]:
+    return {"attempts": attempts, "allowed": allowed, "blocked": blocked, "travelers": travelers}
+
+
+def place(country: str, code: str, total: dict[str, int], regions: list[Any]) -> dict[str, Any]:
+    """A country of a location breakdown: regions as (region, counts, [(city, counts)])."""
+    return {
+        "country": country, "country_code": code, "counts": total,
+        "regions": [
+            {"region": region, "counts": region_counts,
+             "cities": [{"city": city, "counts": city_counts} for city, city_counts in cities]}
+            for region, region_counts, cities in regions
+        ],
+    }  # fmt: skip
+
+
+def trend(bucket: datetime, attempts: int, allowed: int = 0, blocked: int = 0, travelers: int = 0) -> dict[str, Any]:
+    return {"bucket": bucket, **counts(attempts, allowed, blocked, travelers), "bypasses": 0}
+
+
+def categories(**found: int) -> dict[str, int]:
+    """The eight geo categories, zero unless given."""
+    names = ("country_blocked", "country_allowed", "city_blocked", "city_allowed", "region_blocked",
+             "region_allowed", "traveler_access", "restriction_bypass")  # fmt: skip
+    return {name: found.get(name, 0) for name in names}
+
+
 def test_platform_report(settings: Settings, database_url: str) -> None:
     seed(database_url)
     assert run(settings, "generate_analytics_reports", today()) == {"period": DAY1, "reports": 1}
@@ -123,21 +164,29 @@ def test_community_reports(settings: Settings, database_url: str) -> None:
         f"community:{C}": (DAY1, DAY1, {
             "community_id": C,
             "date_range": {"start": DAY1, "end": DAY1},
-            "total_views": 3,  # member 2, anonymous, member 1
-            "unique_visitors": 2,  # members 1 and 2
-            "peak_online_members": 5,  # stored for day -1
-            "average_session_duration": 17.5,  # (10 + 25) / 2 minutes
-            "member_retention": 33.3,  # of members 1, 3 and 4 (day -2), member 1 came back: 1 / 3
+            "metrics": {
+                "total_views": 3,  # member 2, anonymous, member 1
+                "unique_visitors": 2,  # members 1 and 2
+                "peak_online_members": 5,  # stored for day -1
+                "average_session_duration": 17.5,  # (10 + 25) / 2 minutes
+                "member_retention": 33.3,  # of members 1, 3 and 4 (day -2), member 1 came back: 1 / 3
+                # Member 2 at 09:00 and 09:10, the anonymous view at 13:00, member 1 at 20:00 and 20:25; 9 and 20
+                # tie, the earlier first.
+                "activity_patterns": day_patterns({9: 2, 13: 1, 20: 2}, peak_hours=[9, 20, 13]),
+            },
             "events_by_type": {**ZERO_TYPES, "view": 3, "post": 1, "comment": 1},
         }),
         f"community:{OTHER}": (DAY1, DAY1, {
             "community_id": OTHER,
             "date_range": {"start": DAY1, "end": DAY1},
-            "total_views": 1,
-            "unique_visitors": 1,  # member 6
-            "peak_online_members": 0,  # its 12 is of day -2
-            "average_session_duration": 0.0,  # one single-event visit
-            "member_retention": 0.0,  # nobody was active the day before
+            "metrics": {
+                "total_views": 1,
+                "unique_visitors": 1,  # member 6
+                "peak_online_members": 0,  # its 12 is of day -2
+                "average_session_duration": 0.0,  # one single-event visit
+                "member_retention": 0.0,  # nobody was active the day before
+                "activity_patterns": day_patterns({13: 1}, peak_hours=[13]),
+            },
             "events_by_type": {**ZERO_TYPES, "view": 1},
         }),
     }  # fmt: skip
@@ -148,6 +197,7 @@ def test_community_reports_of_an_earlier_day(settings: Settings, database_url: s
     assert run(settings, "generate_community_reports", at(1, 3, 30)) == {"period": DAY2, "reports": 1}
     (period_start, period_end, payload) = reports(database_url, "community", DAY2)[f"community:{C}"]
     assert (period_start, period_end) == (DAY2, DAY2)
+    payload = {**payload["metrics"], "events_by_type": payload["events_by_type"]}
     # Day -2: member 1's visits of 45 and 0 min, members 3 and 4 once each (0 min); day -3 had member 5 only.
     assert payload["total_views"] == 4  # member 1: 3, member 3: 1
     assert payload["unique_visitors"] == 3
@@ -159,7 +209,10 @@ def test_community_reports_of_an_earlier_day(settings: Settings, database_url: s
 def test_geo_effectiveness_reports(settings: Settings, database_url: str) -> None:
     seed(database_url)
     assert run(settings, "generate_geo_effectiveness_reports", today(4)) == {"period": DAY1, "reports": 2}
-    assert reports(database_url, "geo_effectiveness") == {
+    stored = reports(database_url, "geo_effectiveness")
+    for _, _, payload in stored.values():
+        payload["trends"] = [{**p, "bucket": datetime.fromisoformat(p["bucket"])} for p in payload["trends"]]
+    assert stored == {
         f"community:{GEO}": (DAY1, DAY1, {
             "community_id": GEO,
             "date_range": {"start": DAY1, "end": DAY1},
@@ -170,11 +223,27 @@ def test_geo_effectiveness_reports(settings: Settings, database_url: str) -> Non
                 "effectiveness_percentage": 81.3,  # 100 / 123 = 81.30 %
             },
             "top_blocked_locations": [
-                {"country": "Germany", "country_code": "DE", "city": "Berlin", "blocked_attempts": 60},
-                {"country": "France", "country_code": "FR", "city": "Paris", "blocked_attempts": 40},
+                {"country": "Germany", "country_code": "DE", "city": "Berlin", "attempts": 60},
+                {"country": "France", "country_code": "FR", "city": "Paris", "attempts": 40},
             ],
+            # Every attempt of the fixture is decided by a country rule.
+            "categories": categories(country_blocked=100, country_allowed=23, traveler_access=15),
             "traveler_attempts": 15,
             "bypass_attempts": 0,
+            "location_breakdown": [
+                place("Germany", "DE", counts(60, blocked=60), [("Berlin", counts(60, blocked=60), [
+                    ("Berlin", counts(60, blocked=60))])]),
+                place("France", "FR", counts(40, blocked=40), [("Ile-de-France", counts(40, blocked=40), [
+                    ("Paris", counts(40, blocked=40))])]),
+                place("United States", "US", counts(23, allowed=23, travelers=15), [
+                    ("California", counts(23, allowed=23, travelers=15), [
+                        ("Oakland", counts(15, allowed=15, travelers=15)), (None, counts(8, allowed=8))])]),
+            ],
+            "trends": [
+                trend(at(1, 10), 60, blocked=60),  # Berlin
+                trend(at(1, 11), 40, blocked=40),  # Paris
+                trend(at(1, 12), 23, allowed=23, travelers=15),  # California
+            ],
         }),
         f"community:{GEO + 1}": (DAY1, DAY1, {
             "community_id": GEO + 1,
@@ -183,10 +252,16 @@ def test_geo_effectiveness_reports(settings: Settings, database_url: str) -> Non
                 "total_attempts": 1, "blocked_attempts": 1, "allowed_attempts": 0, "effectiveness_percentage": 100.0,
             },
             "top_blocked_locations": [
-                {"country": "Germany", "country_code": "DE", "city": "Berlin", "blocked_attempts": 1},
+                {"country": "Germany", "country_code": "DE", "city": "Berlin", "attempts": 1},
             ],
+            "categories": categories(country_blocked=1),
             "traveler_attempts": 0,
             "bypass_attempts": 0,
+            "location_breakdown": [
+                place("Germany", "DE", counts(1, blocked=1), [("Berlin", counts(1, blocked=1), [
+                    ("Berlin", counts(1, blocked=1))])]),
+            ],
+            "trends": [trend(at(1, 12), 1, blocked=1)],
         }),
     }  # fmt: skip
     # Day -2: Munich's 27 blocked of 327 attempts (300 allowed from New York).
@@ -194,7 +269,7 @@ def test_geo_effectiveness_reports(settings: Settings, database_url: str) -> Non
     payload = reports(database_url, "geo_effectiveness", DAY2)[f"community:{GEO}"]
     assert payload[2]["restriction_effectiveness"]["effectiveness_percentage"] == 8.3  # 27 / 327 = 8.26 %
     assert payload[2]["top_blocked_locations"] == [
-        {"country": "Germany", "country_code": "DE", "city": "Munich", "blocked_attempts": 27}
+        {"country": "Germany", "country_code": "DE", "city": "Munich", "attempts": 27}
     ]
 
 
@@ -229,5 +304,5 @@ def test_regenerating_a_day_replaces_its_reports(settings: Settings, database_ur
     (report_id, generated_at, payload) = after[0]
     assert len(after) == 1 and report_id == next(r[0] for r in first if r[1:3] == ("community", f"community:{C}"))
     assert generated_at == today(5)
-    assert payload["total_views"] == 4
+    assert payload["metrics"]["total_views"] == 4
     assert rows(database_url, "SELECT count(*) FROM reports") == [(5,)]
