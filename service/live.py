@@ -199,8 +199,8 @@ def track_args(record: ActivityRecord | GeoRecord, client_id: bool) -> list[str 
 
 @dataclass
 class _Pending:
-    records: Sequence[ActivityRecord | GeoRecord]
-    client_ids: set[UUID]
+    events: int
+    args: list[str | bytes]  # the script's per-event values of the request's records, encoded
     done: asyncio.Future[None]
 
 
@@ -227,8 +227,12 @@ class LiveWriter:
         Records whose event id is in `client_ids` (chosen by the client, so a retry carries it again) are
         skipped when the same id was accepted in the last day: a retried request is stored once.
         """
+        # Encoded here, in the caller's request: a record that cannot be encoded fails its own request before it
+        # joins a shared call, never the requests it would have shared the call with.
+        ids = client_ids or set()
+        args = [value for record in records for value in track_args(record, record.event_id in ids)]
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(records, client_ids or set(), done))
+        self._queue.append(_Pending(len(records), args, done))
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush())
         await done
@@ -238,10 +242,10 @@ class LiveWriter:
             while self._queue:
                 batch: list[_Pending] = []
                 taken = 0
-                while self._queue and (not batch or taken + len(self._queue[0].records) <= self.max_events):
+                while self._queue and (not batch or taken + self._queue[0].events <= self.max_events):
                     item = self._queue.pop(0)
                     batch.append(item)
-                    taken += len(item.records)
+                    taken += item.events
                 try:
                     await self._execute(batch)
                 except Exception as exc:  # noqa: BLE001 - handed to every waiting request
@@ -259,8 +263,7 @@ class LiveWriter:
         now = time.time()
         args: list[str | bytes] = [repr(now), _day(now), str(DAY_TTL), str(self.max_backlog)]
         for item in batch:
-            for record in item.records:
-                args += track_args(record, record.event_id in item.client_ids)
+            args += item.args
         if self._sha is None:
             self._sha = await self.client.script_load(_TRACK)
         try:

@@ -16,10 +16,11 @@ from litestar import Controller, Request, post
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.status_codes import HTTP_202_ACCEPTED
 
+from service import client_json
 from service.auth.guards import principal_of, require_may_track_for
 from service.auth.ratelimit import admit_tracking
 from service.auth.tokens import Principal
-from service.errors import FieldError, Forbidden, InvalidInput, Unavailable, field_error
+from service.errors import FieldError, Forbidden, InvalidInput, Unavailable
 from service.ingest.geoip import connection_address
 from service.ingest.records import activity_record, geo_record
 from service.ingest.schemas import (
@@ -46,17 +47,6 @@ T = TypeVar("T", TrackActivity, TrackGeo, PlatformEvent)
 D = TypeVar("D")
 R = TypeVar("R", ActivityRecord, GeoRecord)
 AnyRequest = Request[Any, Any, Any]
-
-
-def _decode(body: bytes, body_type: type[D], prefix: str = "") -> D:
-    try:
-        return msgspec.json.decode(body, type=body_type)
-    except msgspec.ValidationError as exc:
-        raise InvalidInput([field_error(exc, prefix)]) from None
-    except msgspec.DecodeError as exc:
-        raise InvalidInput([FieldError(prefix or "body", f"malformed JSON: {exc}")]) from None
-    except RecursionError:
-        raise InvalidInput([FieldError(prefix or "body", "nested too deeply")]) from None
 
 
 def _client_ids(items: Sequence[HasEventId]) -> set[UUID]:
@@ -106,7 +96,7 @@ async def _track_one(request: AnyRequest, body_type: type[T], make: Callable[[T]
     admit_tracking(request, resources)
     kind = _kind(body_type)
     try:
-        item = _decode(await _body(request, kind), body_type)
+        item = client_json.decode(await _body(request, kind), body_type)
         record = make(item)
     except InvalidInput:
         _rejected(kind, "validation")
@@ -125,7 +115,7 @@ async def _track_many(
     admit_tracking(request, resources)
     kind = _kind(body_type)
     try:
-        items = _decode(await _body(request, kind), list[msgspec.Raw])
+        items = client_json.decode(await _body(request, kind), list[msgspec.Raw])
     except InvalidInput:
         _rejected(kind, "validation")
         raise
@@ -138,7 +128,7 @@ async def _track_many(
     accepted: list[T] = []
     for index, raw in enumerate(items):
         try:
-            item = _decode(raw, body_type, prefix=f"[{index}]")
+            item = client_json.decode(raw, body_type, prefix=f"[{index}]")
             record = make(item)
         except InvalidInput as exc:
             errors = [FieldError(_prefixed(index, e.field), e.message) for e in exc.errors]

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from uuid import uuid4
 
+from service import client_json
 from service.errors import FieldError, InvalidInput
 from service.ingest.geoip import Place
 from service.ingest.schemas import ActivityRecord, GeoRecord, PlatformEvent, TrackActivity, TrackGeo
@@ -28,25 +29,19 @@ def _time(timestamp: datetime | None, now: datetime, settings: Settings) -> date
 
 def _no_nul(fields: dict[str, str | None]) -> None:
     """PostgreSQL text cannot hold NUL characters: refuse them here rather than fail at ingest."""
-    bad = [name for name, value in fields.items() if value is not None and "\x00" in value]
-    if bad:
-        raise InvalidInput([FieldError(name, "must not contain NUL characters") for name in bad])
-
-
-def _has_nul(value: object) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
+    errors = []
+    for name, value in fields.items():
+        try:
+            client_json.check(value, name)
+        except InvalidInput as exc:
+            errors += exc.errors
+    if errors:
+        raise InvalidInput(errors)
 
 
 def activity_record(item: TrackActivity | PlatformEvent, now: datetime, settings: Settings) -> ActivityRecord:
     """The record for an activity item; `section` and `duration` move from metadata to their columns."""
-    if _has_nul(item.metadata):
-        raise InvalidInput([FieldError("metadata", "must not contain NUL characters")])
+    client_json.check(item.metadata, "metadata")
     _no_nul({"session_id": item.session_id})
     metadata = dict(item.metadata)
     section = metadata.pop("section", None)

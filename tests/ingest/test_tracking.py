@@ -243,7 +243,7 @@ def test_redis_down_answers_503_never_500(
     ("path", "body", "field", "message"),
     [
         (TRACK, {**GOOD, "session_id": "a\u0000b"}, "session_id", "must not contain NUL characters"),
-        (TRACK, {**GOOD, "metadata": {"note": ["x\u0000"]}}, "metadata", "must not contain NUL characters"),
+        (TRACK, {**GOOD, "metadata": {"note": ["x\u0000"]}}, "metadata.note[0]", "must not contain NUL characters"),
         (GEO, {"community_id": 1, "access_result": "allowed", "location": {"country": "D\u0000"}},
          "location.country", "must not contain NUL characters"),
     ],
