@@ -19,6 +19,7 @@ import psycopg
 from psycopg import sql
 
 from service.db import Engine
+from service.errors import first_line
 from service.scheduling import TaskContext
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,11 @@ class Refreshed:
     invalidations: int = 0
     session_ranges: int = 0
     buckets: dict[str, int] = field(default_factory=dict)  # rollup -> buckets rewritten
+    failed: dict[str, str] = field(default_factory=dict)  # sessions or rollup -> why its refresh failed
+
+
+class RefreshFailed(Exception):
+    """Some rollups could not be refreshed (the others were); the task run is recorded as a failure."""
 
 
 def record_invalidation(conn: psycopg.Connection[Any], source: str, times: Iterable[datetime]) -> None:
@@ -115,28 +121,48 @@ def floor(t: datetime, width: timedelta) -> datetime:
 
 
 def refresh(conn: psycopg.Connection[Any], engine: Engine, now: datetime | None = None) -> Refreshed:
-    """Consume the invalidation log and bring sessions (and, on postgres, the rollups) up to date."""
+    """Consume the invalidation log and bring sessions (and, on postgres, the rollups) up to date.
+
+    Sessions and each rollup refresh in a transaction of their own, so that one failing (a bad value, a lock
+    timeout) cannot hold back the others: its watermark stays, the invalidations of its source stay in the log for
+    the next run, and `failed` names it. The others move on.
+    """
     now = now or datetime.now(UTC)
     done = Refreshed()
-    with conn.transaction():
-        locked = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (_LOCK_ID,)).fetchone()
-        if not locked or not locked[0]:
-            done.skipped = True
-            return done
-        invalidations = conn.execute("DELETE FROM rollup_invalidations RETURNING source, lo, hi").fetchall()
-        done.invalidations = len(invalidations)
+    locked = conn.execute("SELECT pg_try_advisory_lock(%s)", (_LOCK_ID,)).fetchone()
+    if not locked or not locked[0]:
+        done.skipped = True
+        return done
+    try:
+        invalidations = conn.execute("SELECT id, source, lo, hi FROM rollup_invalidations").fetchall()
         by_source: dict[str, list[Range]] = {}
-        for source, lo, hi in invalidations:
+        for _, source, lo, hi in invalidations:
             by_source.setdefault(source, []).append((lo, hi))
+        failed_sources: set[str] = set()
         activity = merge(by_source.get("activity", []), slack=SESSION_GAP)
-        for lo, hi in activity:
-            conn.execute(_SESSIONS, {"lo": lo, "hi": hi, "gap": SESSION_GAP})
-        done.session_ranges = len(activity)
+        try:
+            with conn.transaction():
+                for lo, hi in activity:
+                    conn.execute(_SESSIONS, {"lo": lo, "hi": hi, "gap": SESSION_GAP})
+            done.session_ranges = len(activity)
+        except psycopg.Error as exc:
+            log.error("refreshing sessions failed: %s", first_line(exc))
+            done.failed["sessions"], failed_sources = first_line(exc), failed_sources | {"activity"}
         if engine == "postgres":
-            for name, width, source in conn.execute(
-                "SELECT name, width, source FROM rollup_registry ORDER BY position"
-            ).fetchall():
-                done.buckets[name] = _refresh_twin(conn, name, width, by_source.get(source, []), now)
+            registry = conn.execute("SELECT name, width, source FROM rollup_registry ORDER BY position").fetchall()
+            for name, width, source in registry:
+                try:
+                    with conn.transaction():
+                        done.buckets[name] = _refresh_twin(conn, name, width, by_source.get(source, []), now)
+                except psycopg.Error as exc:
+                    log.error("refreshing %s failed: %s", name, first_line(exc))
+                    done.failed[name], failed_sources = first_line(exc), failed_sources | {source}
+        consumed = [row_id for row_id, source, _, _ in invalidations if source not in failed_sources]
+        with conn.transaction():
+            conn.execute("DELETE FROM rollup_invalidations WHERE id = ANY(%s)", (consumed,))
+        done.invalidations = len(consumed)
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_ID,))
     return done
 
 
@@ -178,5 +204,8 @@ def _refresh_twin(
 def refresh_task(context: TaskContext) -> dict[str, Any]:
     """The periodic task `refresh_rollups`."""
     done = refresh(context.conn, context.engine, context.now)
+    if done.failed:
+        # A failed run: counted in analytics_task_runs_total{status="failure"}, alerted by AnalyticsTaskFailing.
+        raise RefreshFailed("; ".join(f"{name}: {why}" for name, why in done.failed.items()))
     return {"skipped": done.skipped, "invalidations": done.invalidations, "session_ranges": done.session_ranges,
             "buckets": done.buckets}  # fmt: skip

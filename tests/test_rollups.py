@@ -7,12 +7,14 @@ import uuid
 from collections.abc import Callable
 from datetime import timedelta
 
+import psycopg
 import pytest
 
 from service.ingest.schemas import ActivityRecord, GeoRecord
 from service.live import activity_level
-from service.rollups import floor, merge
+from service.rollups import floor, merge, record_invalidation
 from service.settings import Settings
+from service.tasks import execute
 from tests.support import act, at, refresh_rollups, rows, staff_client, store
 
 TYPES = ["view", "join", "like", "post", "comment"]
@@ -180,3 +182,30 @@ def test_realtime_score_over_http(database_url: str, redis_url: str, settings_fo
         "recent_events": 2,
         "baseline_events": 2.0,
     }
+
+
+def test_one_failing_rollup_does_not_hold_back_the_others(settings: Settings, database_url: str) -> None:
+    """Two samples near the float limit in one hour (stored before values were bounded at the door) overflow the
+    hourly average: that rollup fails and keeps its work for the next run; sessions and the other rollups move on;
+    the run is a failure naming the rollup."""
+    hour = at(1, 10)
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "INSERT INTO system_metrics (metric_type, value, recorded_at) VALUES ('ovf', 1.7e308, %s), "
+            "('ovf', 1.7e308, %s)",
+            (hour, hour + timedelta(minutes=1)),
+        )
+        record_invalidation(conn, "system_metrics", [hour])
+    store(database_url, [act(hour, 5, 1, "view"), act(hour + timedelta(minutes=5), 5, 1, "like")])
+
+    outcome = execute(settings, "refresh_rollups")
+    assert outcome.status == "failure"
+    assert outcome.error is not None and outcome.error.startswith("RefreshFailed: system_metrics_hourly: ")
+    assert rows(database_url, "SELECT sum(events)::int FROM activity_hourly WHERE community_id = 5") == [(2,)]
+    assert rows(database_url, "SELECT count(*)::int FROM sessions") == [(1,)]
+    assert rows(database_url, "SELECT source FROM rollup_invalidations") == [("system_metrics",)]
+
+    with psycopg.connect(database_url) as conn:
+        conn.execute("DELETE FROM system_metrics WHERE metric_type = 'ovf'")
+    assert execute(settings, "refresh_rollups").status == "success"
+    assert rows(database_url, "SELECT count(*)::int FROM rollup_invalidations") == [(0,)]

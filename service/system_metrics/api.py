@@ -21,6 +21,7 @@ from psycopg import AsyncConnection, sql
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
+from service import client_json
 from service.auth.guards import staff_only, staff_or_service
 from service.errors import FieldError, InvalidInput, NotFound
 from service.listing import (
@@ -78,11 +79,15 @@ def _not_found(metric_id: int) -> NotFound:
     return NotFound(f"No system metric {metric_id}")
 
 
-def _check_time(recorded_at: datetime | msgspec.UnsetType) -> None:
-    """A sample may not come from the future (beyond the clock skew tolerated)."""
+def _check(values: dict[str, Any]) -> None:
+    """What the body's types cannot say: a sample may not come from the future (beyond the clock skew
+    tolerated), and `additional_data` follows the rule for client JSON (service.client_json)."""
+    recorded_at = values.get("recorded_at")
     if isinstance(recorded_at, datetime) and recorded_at > datetime.now(UTC) + MAX_CLOCK_SKEW:
         seconds = int(MAX_CLOCK_SKEW.total_seconds())
         raise InvalidInput([FieldError("recorded_at", f"must not be more than {seconds} seconds in the future")])
+    if "additional_data" in values:
+        client_json.check(values["additional_data"], "additional_data")
 
 
 def _bound(values: dict[str, Any]) -> dict[str, Any]:
@@ -209,7 +214,7 @@ class SystemMetricsController(Controller):
     async def create_metric(self, request: AnyRequest, resources: NamedDependency[Resources]) -> SystemMetric:
         body = decode_body(await request.body(), SystemMetricCreate, METRIC_READ_ONLY)
         values = sent_fields(body)
-        _check_time(values.get("recorded_at", msgspec.UNSET))
+        _check(values)
         async with resources.pool.connection() as conn:
             return await insert(conn, values)
 
@@ -228,9 +233,10 @@ class SystemMetricsController(Controller):
         self, metric_id: FromPath[int], request: AnyRequest, resources: NamedDependency[Resources]
     ) -> SystemMetric:
         body = decode_body(await request.body(), SystemMetricWrite, METRIC_READ_ONLY)
-        _check_time(body.recorded_at)
+        values = msgspec.structs.asdict(body)
+        _check(values)
         async with resources.pool.connection() as conn:
-            return await change(conn, metric_id, msgspec.structs.asdict(body))
+            return await change(conn, metric_id, values)
 
     @patch(
         "/{metric_id:int}/",
@@ -243,7 +249,7 @@ class SystemMetricsController(Controller):
     ) -> SystemMetric:
         body = decode_body(await request.body(), SystemMetricPatch, METRIC_READ_ONLY)
         changes = sent_fields(body)
-        _check_time(changes.get("recorded_at", msgspec.UNSET))
+        _check(changes)
         async with resources.pool.connection() as conn:
             return await change(conn, metric_id, changes)
 

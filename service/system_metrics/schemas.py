@@ -8,10 +8,13 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta
 
-from service.listing import FLOAT_MAX, variant
+from service.listing import variant
 
 MAX_CLOCK_SKEW = timedelta(minutes=5)  # how far in the future a sample's recorded_at may be (clocks differ)
 METRIC_TYPE = "^[a-z][a-z0-9_]{0,62}$"  # lower_snake, at most 63 characters (the table's check)
+# Samples are summed in the hourly rollup (its average): bounded so that a sum of up to 10^8 samples stays finite,
+# and one sample can never make a rollup refresh fail.
+VALUE_MAX = 1e300
 
 MetricType = Annotated[
     str, Meta(pattern=METRIC_TYPE, max_length=63, description="lower_snake name, at most 63 characters")
@@ -32,7 +35,7 @@ class SystemMetricWrite(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
     """PUT body of `/api/metrics/{id}/`: every writable field."""
 
     metric_type: MetricType
-    value: Annotated[float, Meta(ge=-FLOAT_MAX, le=FLOAT_MAX)]
+    value: Annotated[float, Meta(ge=-VALUE_MAX, le=VALUE_MAX, description="a finite number within ±1e300")]
     additional_data: dict[str, Any]
     recorded_at: Annotated[datetime, Meta(tz=True, description="with a time zone; at most 5 minutes ahead")]
 

@@ -227,6 +227,14 @@ def test_moving_a_sample_in_time_keeps_its_id(client: TestClient[Any], database_
         ({"additional_data": [1]}, [("additional_data", "Expected `object`, got `array`")]),
         ({"recorded_at": "2026-01-01T10:00:00"}, [("recorded_at", "Expected `datetime` with a timezone component")]),
         ({"recorded_at": "soon"}, [("recorded_at", "Invalid RFC3339 encoded datetime")]),
+        # What one sample could do to the hourly rollup's sums, and what jsonb cannot hold.
+        ({"value": 1.7e308}, [("value", "Expected `float` <= 1e+300")]),
+        ({"value": -1e301}, [("value", "Expected `float` >= -1e+300")]),
+        ({"additional_data": {"a": ["x\u0000"]}}, [("additional_data.a[0]", "must not contain NUL characters")]),
+        (
+            {"additional_data": {"n": 2**64}},
+            [("additional_data.n", "integers must fit in 64 bits (-2^63 to 2^63 - 1)")],
+        ),
     ],
 )
 def test_bad_bodies_are_refused_and_leave_nothing(
