@@ -145,6 +145,10 @@ class IngestWorker:
         claimed = self._present(entries)
         if claimed:
             log.info("took over %d entries left pending by another consumer", len(claimed))
+        if len(entries) >= self.batch_size or self._claim_cursor != "0-0":
+            # More may wait (a full batch, or the scan of the pending list is not through): claim again at once
+            # rather than a timer's period later, so orphans come back at full speed.
+            self._last_claim = 0.0
         return claimed
 
     def _process(self, entries: list[Entry]) -> None:

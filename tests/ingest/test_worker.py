@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -191,3 +193,31 @@ def test_insert_mode_without_copy_writes_the_same_rows(database_url: str) -> Non
     ]
     assert rows(database_url, "SELECT country_code, is_traveler, restriction_bypass FROM geo_access_events "
                 "ORDER BY time") == [("DE", False, False), ("FR", True, True)]  # fmt: skip
+
+
+def test_orphans_come_back_at_full_speed(
+    database_url: str, redis_url: str, make_worker: MakeWorker, settings_for: Callable[..., Settings]
+) -> None:
+    """A ghost consumer reads 200 entries and never acknowledges them: a worker claims them batch after batch
+    (not one batch per INGEST_CLAIM_IDLE / 2), so all are stored within 2 x INGEST_CLAIM_IDLE."""
+    for start in range(0, 400, 2):  # 200 requests: 200 stream entries of 2 events
+        enqueue(redis_url, [activity(n) for n in range(start, start + 2)])
+    client = redis.Redis.from_url(redis_url)
+    make_worker("ghost").ensure_group()
+    client.xreadgroup(GROUP, "ghost", {STREAM: ">"}, count=1000)
+    assert client.xpending(STREAM, GROUP)["pending"] == 200
+    idle = 3.0
+    worker = make_worker("heir", settings=settings_for(database_url, redis_url, INGEST_CLAIM_IDLE=str(idle)))
+    started = time.monotonic()
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        while count(database_url) != (400, 400) and time.monotonic() - started < 4 * idle:
+            time.sleep(0.05)
+        took = time.monotonic() - started
+    finally:
+        worker.stop.set()
+        thread.join(10)
+    assert count(database_url) == (400, 400)
+    assert took <= 2 * idle, f"all 200 orphans stored after {took:.1f}s, more than 2 x INGEST_CLAIM_IDLE"
+    assert client.xpending(STREAM, GROUP)["pending"] == 0
