@@ -11,6 +11,9 @@ becomes
     key,index,value,city,n
     a.b,,1,,
     top,0,,Berlin,60
+
+Text cells that a spreadsheet would read as a formula (starting with `= + - @`, a tab or a carriage return) are
+written with a leading apostrophe.
 """
 
 from __future__ import annotations
@@ -24,9 +27,16 @@ from typing import Any
 FIXED = ("key", "index", "value")
 
 
+# A text cell starting with one of these opens as a formula in a spreadsheet (CSV injection): such cells get a
+# leading apostrophe (OWASP's rule). Places and names in reports are client text; numbers are written as numbers.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return ""
+    if isinstance(value, str):
+        return "'" + value if value.startswith(FORMULA_STARTS) else value
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, dict | list):  # a list inside a list item: kept whole rather than dropped

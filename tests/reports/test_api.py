@@ -254,6 +254,31 @@ def test_csv_flattening(client: TestClient[Any], database_url: str) -> None:
     ]
 
 
+def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised(client: TestClient[Any], database_url: str) -> None:
+    payload = {
+        "places": [{"city": '=HYPERLINK("http://evil.example","x")', "n": -3}, {"city": "+1"}, {"city": "@SUM(A1)"}],
+        "note": "-2+3",
+        "tab": "\tx",
+        "plain": "Berlin - Mitte",
+        "delta": -5,
+    }
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "INSERT INTO reports (kind, scope, period_start, period_end, payload) "
+            "VALUES ('geo_effectiveness', 'community:1', '2026-03-01', '2026-03-01', %s) RETURNING id",
+            (Jsonb(payload),),
+        ).fetchone()
+    assert row is not None
+    table = list(csv.DictReader(io.StringIO(client.get(f"/api/reports/{row[0]}/csv/").text)))
+    values = {r["key"]: r["value"] for r in table if not r["index"]}
+    assert values == {"delta": "-5", "note": "'-2+3", "plain": "Berlin - Mitte", "tab": "'\tx"}
+    assert [(r["city"], r["n"]) for r in table if r["key"] == "places"] == [
+        ('\'=HYPERLINK("http://evil.example","x")', "-3"),
+        ("'+1", ""),
+        ("'@SUM(A1)", ""),
+    ]
+
+
 def test_reports_stored_in_the_old_shapes_are_reshaped(client: TestClient[Any], database_url: str) -> None:
     old_community = {
         "community_id": 7, "date_range": {"start": "2026-01-01", "end": "2026-01-01"}, "total_views": 3,
