@@ -553,10 +553,10 @@ def seeded_timescaledb(tmp_path_factory: pytest.TempPathFactory, redis_server_ur
     """The TimescaleDB harness (Timescale-License build) migrated and filled once for this module."""
     if os.environ.get("TEST_DOCKER") == "1":
         pytest.skip("TEST_DOCKER=1: the test server is TimescaleDB already, and the SQL panels ran there")
-    from tests.timescale.conftest import PgliteServer, _not_installed
+    from tests.timescale.conftest import PgliteServer, _not_installed, skip_unless_ci
 
     if reason := _not_installed():
-        pytest.skip(reason)
+        skip_unless_ci(reason)
     server = PgliteServer(tmp_path_factory.mktemp("pglite-dashboards"))
     server.start()
     try:
