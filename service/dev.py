@@ -2,8 +2,9 @@
 
 Without DATABASE_URL / REDIS_URL it starts PostgreSQL and Redis from the system's binaries in the data
 directory (kept between runs), migrates, then runs the API, the ingest worker and the huey worker as child
-processes. Ctrl-C or SIGTERM stops the apps first, then the servers; if any child exits on its own, the
-rest is stopped too and the command fails, naming it.
+processes. A child that exits on its own is started again after a backoff (0.25 s, doubling up to 5 s), and
+logged; one that exits MAX_RESTARTS times within RESTART_WINDOW seconds cannot run, so the rest is stopped and
+the command fails, naming it. Ctrl-C or SIGTERM stops the apps first, then the servers.
 """
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ import secrets
 import signal
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
 from service.db import connect, detect_engine
-from service.localstack import Child, PostgresServer, RedisServer, ensure_binaries
+from service.errors import first_line
+from service.localstack import Child, PostgresServer, RedisServer, StackError, ensure_binaries
 from service.metrics_exposition import MULTIPROC_ENV
 from service.migrations import migrate
 from service.settings import ConfigError, Settings
@@ -30,6 +34,19 @@ APPS = {
     "ingest": ["ingest"],
     "worker": ["worker"],
 }
+MAX_RESTARTS = 5  # restarts of one child within RESTART_WINDOW seconds; one more exit stops the stack
+RESTART_WINDOW = 60.0
+BACKOFF_FIRST, BACKOFF_MAX = 0.25, 5.0  # seconds before a restart: doubling with each recent restart
+
+
+@dataclass
+class _Supervised:
+    """A child of the stack and how to start it again."""
+
+    child: Child
+    start: Callable[[], None]
+    restarts: list[float] = field(default_factory=list)  # monotonic times of its recent restarts
+    due: float | None = None  # when it is started again (it exited), else None
 
 
 class _Stop(Exception):
@@ -68,13 +85,20 @@ def run(settings: Settings) -> int:
             engine = detect_engine(conn)
             outcome = migrate(conn, engine)
         log.info("engine %s; migrations applied now: %s", engine, ", ".join(outcome.applied) or "none")
+        supervised = [_Supervised(server, server.start) for server in servers]
         for name, args in APPS.items():
             child = Child(data, name)
             child.stop_signal = signal.SIGINT  # the graceful stop of each: uvicorn, the ingest loop, huey
-            child.spawn([sys.executable, "-m", "service", *args], env=_app_env(env, name, data), log_to_file=False)
+            argv, app_env = [sys.executable, "-m", "service", *args], _app_env(env, name, data)
+
+            def start(child: Child = child, argv: list[str] = argv, app_env: dict[str, str] = app_env) -> None:
+                child.spawn(argv, env=app_env, log_to_file=False)
+
+            start()
             apps.append(child)
+            supervised.append(_Supervised(child, start))
         _announce(settings, env, data)
-        return _watch([*apps, *servers])
+        return _watch(supervised)
     except _Stop as stop:
         log.info("%s received; stopping", stop)
         return 0
@@ -112,14 +136,34 @@ def _app_env(env: dict[str, str], name: str, data: Path) -> dict[str, str]:
     return env
 
 
-def _watch(children: list[Child]) -> int:
+def _watch(children: list[_Supervised], now: Callable[[], float] = time.monotonic) -> int:
+    """Restart children that exit, with a backoff; 1 when one exits too often to keep the stack up."""
     while True:
-        for child in children:
-            assert child.process is not None
-            code = child.process.poll()
-            if code is not None:
-                log.error("%s exited with code %s; stopping the stack", child.name, code)
+        for unit in children:
+            if unit.due is not None:
+                if now() >= unit.due:
+                    unit.due = None
+                    try:
+                        unit.start()
+                    except StackError as exc:  # it did not come up: counts as another exit
+                        log.error("%s did not start again: %s", unit.child.name, first_line(exc))
+                continue
+            assert unit.child.process is not None
+            code = unit.child.process.poll()
+            if code is None:
+                continue
+            unit.child.stop()  # closes what the dead process left open (its log file)
+            unit.restarts = [t for t in unit.restarts if now() - t < RESTART_WINDOW]
+            if len(unit.restarts) >= MAX_RESTARTS:
+                log.error(
+                    "%s exited with code %s, %d restarts within %.0fs; stopping the stack",
+                    unit.child.name, code, len(unit.restarts), RESTART_WINDOW,
+                )  # fmt: skip
                 return 1
+            delay = min(BACKOFF_FIRST * 2 ** len(unit.restarts), BACKOFF_MAX)
+            unit.restarts.append(now())
+            unit.due = now() + delay
+            log.warning("%s exited with code %s; starting it again in %.2fs", unit.child.name, code, delay)
         time.sleep(0.2)
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from service.dev import MAX_RESTARTS
 from service.localstack import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,10 +115,33 @@ def test_dev_stack_starts_stops_cleanly_and_keeps_its_data(data_dir: Path) -> No
     assert processes_mentioning(str(data_dir)) == []
 
 
-def test_dev_stops_everything_when_a_child_dies(data_dir: Path) -> None:
+def test_dev_stops_everything_when_a_child_cannot_run(data_dir: Path) -> None:
     occupied = free_port()
     with socket.create_server(("127.0.0.1", occupied)):
-        run = DevRun(data_dir, occupied)  # the API cannot bind its port and exits
-        assert run.process.wait(60) == 1, run.output()
-    assert re.search(r"api exited with code \d+; stopping the stack", run.output())
+        run = DevRun(data_dir, occupied)  # the API cannot bind its port: it exits at every start
+        assert run.process.wait(90) == 1, run.output()
+    assert len(re.findall(r"api exited with code \d+; starting it again in", run.output())) == MAX_RESTARTS
+    assert re.search(rf"api exited with code \d+, {MAX_RESTARTS} restarts within 60s; stopping the stack", run.output())
+    assert processes_mentioning(str(data_dir)) == []
+
+
+def test_dev_starts_a_killed_child_again(data_dir: Path) -> None:
+    run = DevRun(data_dir, free_port())
+    try:
+        run.wait_ready()
+        [ingest] = [line for line in processes_mentioning(str(data_dir)) if line.endswith(" -m service ingest ")]
+        os.kill(int(ingest.split(":")[0]), signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            again = [line for line in processes_mentioning(str(data_dir)) if line.endswith(" -m service ingest ")]
+            if again and again != [ingest]:
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError(f"the ingest worker was not started again:\n{run.output()}")
+        assert re.search(r"ingest exited with code -9; starting it again in 0.25s", run.output()), run.output()
+        assert run.wait_ready()["status"] == "ready"
+        assert run.process.poll() is None
+    finally:
+        assert run.interrupt() == 0, run.output()
     assert processes_mentioning(str(data_dir)) == []
