@@ -12,8 +12,8 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from service.auth.guards import principal_of
 from service.auth.middleware import bearer_token
 from service.auth.ratelimit import auth_rate_limit
-from service.auth.sessions import CSRF_COOKIE, SESSION_COOKIE, create_session, delete_session
-from service.auth.tokens import Principal, decode_token
+from service.auth.sessions import CSRF_COOKIE, SESSION_COOKIE, create_session, delete_session, session_lifetime
+from service.auth.tokens import Principal, verify_token
 from service.errors import AuthenticationFailed
 from service.resources import Resources
 
@@ -71,19 +71,20 @@ class AuthController(Controller):
                 "send the token to start a session from as `Authorization: Bearer <token>`", invalid_token=False
             )
         settings = resources.settings
-        principal = decode_token(settings, token)
-        session_id, session = await create_session(resources.redis, principal, settings.session_ttl)
+        principal, expires_at = verify_token(settings, token)
+        session_id, session = await create_session(resources.redis, principal, settings.session_ttl, expires_at)
+        lifetime = session_lifetime(settings.session_ttl, expires_at)
         cookies = [
             Cookie(
-                key=SESSION_COOKIE, value=session_id, path="/", max_age=settings.session_ttl, httponly=True,
+                key=SESSION_COOKIE, value=session_id, path="/", max_age=lifetime, httponly=True,
                 samesite="lax", secure=settings.session_cookie_secure,
             ),
             Cookie(
-                key=CSRF_COOKIE, value=session.csrf_token, path="/", max_age=settings.session_ttl, httponly=False,
+                key=CSRF_COOKIE, value=session.csrf_token, path="/", max_age=lifetime, httponly=False,
                 samesite="lax", secure=settings.session_cookie_secure,
             ),
         ]  # fmt: skip
-        body = SessionCreated(_identity(principal, "token"), session.csrf_token, settings.session_ttl)
+        body = SessionCreated(_identity(principal, "token"), session.csrf_token, lifetime)
         return Response(body, status_code=HTTP_201_CREATED, cookies=cookies)
 
     @delete(

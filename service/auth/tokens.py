@@ -51,11 +51,11 @@ def _verification_key(settings: Settings) -> str | bytes:
 
 def decode_token(settings: Settings, token: str) -> Principal:
     """The principal of a bearer token, or AuthenticationFailed naming what is wrong with it."""
-    return _decode(settings, token)[0]
+    return verify_token(settings, token)[0]
 
 
-def _decode(settings: Settings, token: str) -> tuple[Principal, float]:
-    """The principal of a bearer token and its `exp` claim, or AuthenticationFailed."""
+def verify_token(settings: Settings, token: str) -> tuple[Principal, float]:
+    """The principal of a bearer token and its `exp` claim (seconds since the epoch), or AuthenticationFailed."""
     options: Any = {"require": ["exp", "sub"], "verify_aud": settings.jwt_audience is not None}
     try:
         claims = jwt.decode(
@@ -85,7 +85,12 @@ def _decode(settings: Settings, token: str) -> tuple[Principal, float]:
         raise AuthenticationFailed("token is malformed (not a signed JWT)") from None
     except jwt.InvalidTokenError as exc:
         raise AuthenticationFailed(f"token is not valid ({exc})") from None
-    return principal_from_claims(claims), float(claims["exp"])  # pyjwt checked that `exp` is a number
+    # pyjwt takes numeric strings for the time claims ("exp": "1700000000"); RFC 7519 says NumericDate, a number.
+    for claim in ("exp", "nbf", "iat"):
+        value = claims.get(claim)
+        if claim in claims and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise AuthenticationFailed(f"token `{claim}` claim must be a number (seconds since the epoch)")
+    return principal_from_claims(claims), float(claims["exp"])
 
 
 class TokenCache:
@@ -112,7 +117,7 @@ class TokenCache:
                 self._entries.move_to_end(token)
                 return principal
             del self._entries[token]  # expired: the full decode below refuses it with the usual reason
-        principal, expires = _decode(self.settings, token)
+        principal, expires = verify_token(self.settings, token)
         self._entries[token] = (principal, expires)
         if len(self._entries) > self.size:
             self._entries.popitem(last=False)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import redis
 from litestar.testing import TestClient
 
 from service.app import create_app
 from service.auth.sessions import CSRF_COOKIE, SESSION_COOKIE
+from service.auth.tokens import issue_token
 from service.settings import Settings
 from tests.support import bearer
 
@@ -18,7 +21,8 @@ def test_session_cookie_flow(settings: Settings, redis_url: str) -> None:
         response = client.post("/api/auth/session/", headers=bearer(settings, "7", moderated=[5]))
         assert response.status_code == 201
         body = response.json()
-        assert body["identity"]["user_id"] == 7 and body["expires_in"] == settings.session_ttl
+        # The token lives an hour, less than SESSION_TTL (a week): the session ends with the token.
+        assert body["identity"]["user_id"] == 7 and 3590 <= body["expires_in"] <= 3600 < settings.session_ttl
         set_cookies = response.headers.get_list("set-cookie")
         session_cookie = next(c for c in set_cookies if c.startswith(f"{SESSION_COOKIE}="))
         assert "HttpOnly" in session_cookie and "SameSite=lax" in session_cookie
@@ -68,3 +72,19 @@ def test_bearer_requests_need_no_csrf_token(settings: Settings) -> None:
     with TestClient(create_app(settings)) as client:
         response = client.post("/api/community-analytics/track/", json=TRACK, headers=bearer(settings, "7"))
         assert response.status_code == 202
+
+
+def test_a_session_never_outlives_its_token(settings: Settings, redis_url: str) -> None:
+    token = issue_token(settings, "7", lifetime=2)
+    with TestClient(create_app(settings)) as client:
+        response = client.post("/api/auth/session/", headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 201 and response.json()["expires_in"] <= 2
+        session_id = response.headers.get_list("set-cookie")[0].split(";")[0].split("=", 1)[1]
+        client.cookies.set(SESSION_COOKIE, session_id)
+        assert client.get("/api/auth/me/").status_code == 200
+        assert (
+            0 < redis.Redis.from_url(redis_url).ttl(next(iter(redis.Redis.from_url(redis_url).keys("*session*")))) <= 2
+        )
+        time.sleep(2.1)
+        gone = client.get("/api/auth/me/")
+        assert (gone.status_code, gone.json()["detail"]) == (401, "session expired or logged out; sign in again")

@@ -54,9 +54,14 @@ def _me(settings: Settings, header: str | None) -> tuple[int, dict[str, Any], st
         (f"Bearer {_hs256(_claims(type='admin'))}", "token `type` claim must be `user` or `service`"),
         (f"Bearer {jwt.encode(_claims(), TEST_JWT_SECRET * 2, algorithm='HS512')}", "token is not signed with HS256"),
         (f"Bearer {_hs256(_claims(nbf=int(time.time()) + 3600))}", "token is not valid yet (nbf/iat in the future)"),
+        (f"Bearer {_hs256(_claims(exp=str(int(time.time()) + 600)))}",
+         "token `exp` claim must be a number (seconds since the epoch)"),
+        (f"Bearer {_hs256(_claims(iat=str(int(time.time()))))}",
+         "token `iat` claim must be a number (seconds since the epoch)"),
     ],
     ids=["missing", "basic", "malformed", "garbage", "expired", "wrong-signature", "no-exp", "no-sub", "sub-not-id",
-         "staff-not-bool", "moderated-not-ids", "unknown-type", "wrong-algorithm", "not-yet-valid"],
+         "staff-not-bool", "moderated-not-ids", "unknown-type", "wrong-algorithm", "not-yet-valid", "exp-as-text",
+         "iat-as-text"],
 )  # fmt: skip
 def test_refused_tokens_get_401_with_the_reason(settings: Settings, header: str | None, reason: str) -> None:
     status, body, challenge = _me(settings, header)
