@@ -20,6 +20,7 @@ from service.db import DatabaseUnavailable, async_pool, detect_engine_async
 from service.errorlog.api import ErrorGroupsController, ErrorLogsController
 from service.errors import EXCEPTION_HANDLERS
 from service.geo.api import GeoAnalyticsController
+from service.head_requests import HeadAsGet
 from service.health import HealthController
 from service.ingest.api import CommunityTrackController, EventsController, GeoTrackController
 from service.ingest.geoip import GeoResolver
@@ -139,6 +140,7 @@ def create_app(settings: Settings) -> Litestar:
             path="/docs",
         ),
     )
+    app.asgi_handler = HeadAsGet(app.asgi_handler)
     # Request counts and timings around everything (unmatched routes and refused requests included), also
     # counted per day and user for the daily snapshot.
     return instrument(app, finished=[api_request_finished(counter)])

@@ -5,6 +5,7 @@ Every rule raises `Forbidden` (403 naming the rule); none filters silently where
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from litestar.connection import ASGIConnection
@@ -22,9 +23,27 @@ def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
     return user
 
 
-def staff_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]
+
+
+def guard(rule: Callable[[Principal, ASGIConnection[Any, Any, Any, Any]], None]) -> Guard:
+    """A permission rule as a Litestar guard. OPTIONS requests pass without a principal: the authentication
+    middleware does not authenticate them (CORS preflights carry no credentials), and the answer Litestar
+    gives them (204 with the Allow header) reveals nothing a rule protects."""
+
+    def check(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        if connection.scope.get("method") != "OPTIONS":
+            rule(principal_of(connection), connection)
+
+    check.__name__ = check.__qualname__ = rule.__name__
+    check.__doc__ = rule.__doc__
+    return check
+
+
+@guard
+def staff_only(principal: Principal, _: ASGIConnection[Any, Any, Any, Any]) -> None:
     """Guard: staff only (CRUD writes, task runs, platform-wide reports)."""
-    if not principal_of(connection).staff:
+    if not principal.staff:
         raise Forbidden("staff only")
 
 
@@ -62,16 +81,17 @@ def require_may_track_for(principal: Principal, user_id: int | None) -> None:
         raise Forbidden("a user may track only their own activity (user_id must be the token's subject)")
 
 
-def staff_or_service(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+@guard
+def staff_or_service(principal: Principal, _: ASGIConnection[Any, Any, Any, Any]) -> None:
     """Guard: staff or a service token (backends reporting system metrics)."""
-    principal = principal_of(connection)
     if not (principal.staff or principal.is_service):
         raise Forbidden("staff and service tokens only")
 
 
-def community_reader(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+@guard
+def community_reader(principal: Principal, connection: ASGIConnection[Any, Any, Any, Any]) -> None:
     """Guard of `/{community_id}/` report routes: staff, or a moderator of that community."""
-    require_community_reader(principal_of(connection), int(connection.path_params["community_id"]))
+    require_community_reader(principal, int(connection.path_params["community_id"]))
 
 
 def require_report_reader(principal: Principal, report_scope: str) -> None:

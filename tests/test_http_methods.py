@@ -1,0 +1,51 @@
+"""OPTIONS and HEAD on every route: OPTIONS answers 204 before any permission rule runs (CORS preflights carry no
+credentials), and HEAD answers as GET would, without the body."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from litestar import Litestar
+from litestar.routes import HTTPRoute
+from litestar.testing import TestClient
+
+from service.app import create_app
+from service.settings import Settings
+
+
+def served_paths(app: Litestar) -> list[tuple[str, set[str]]]:
+    """Every HTTP route as a concrete path (path parameters set to 1) with its methods."""
+    routes = [r for r in app.routes if isinstance(r, HTTPRoute)]
+    paths = []
+    for route in routes:
+        path = re.sub(r"\{[^}]+\}", "1", route.path)
+        if path.startswith("/api/") and not path.endswith("/"):
+            path += "/"
+        paths.append((path, set(route.methods)))
+    return sorted(paths)
+
+
+def test_options_answers_204_without_credentials_on_every_route(settings: Settings) -> None:
+    app = create_app(settings)
+    with TestClient(app) as client:
+        for path, _ in served_paths(app):
+            response = client.options(path)
+            assert response.status_code == 204, (path, response.status_code, response.text)
+            assert "OPTIONS" in response.headers["allow"], path
+
+
+def test_head_answers_like_get_without_a_body_on_every_get_route(client: TestClient[Any], settings: Settings) -> None:
+    app = create_app(settings)
+    checked = 0
+    for path, methods in served_paths(app):
+        if "GET" not in methods or path.startswith("/docs"):
+            continue
+        get, head = client.get(path), client.head(path)
+        assert head.status_code == get.status_code, (path, head.status_code, get.status_code)
+        assert head.content == b"", path
+        assert head.headers.get("content-type") == get.headers.get("content-type"), path
+        checked += 1
+    assert checked > 20
+    anonymous = client.head("/api/daily/", headers={"Authorization": ""})
+    assert anonymous.status_code == 401 and anonymous.content == b""
