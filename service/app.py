@@ -27,6 +27,7 @@ from service.ingest.geoip import GeoResolver
 from service.live import LiveWriter
 from service.metrics_api import MetricsController
 from service.migrations import plan
+from service.openapi import declare_error_answers
 from service.reports.api import ReportsController
 from service.request_metrics import instrument
 from service.request_tracking import (
@@ -140,6 +141,7 @@ def create_app(settings: Settings) -> Litestar:
             path="/docs",
         ),
     )
+    declare_error_answers(app.openapi_schema)
     app.asgi_handler = HeadAsGet(app.asgi_handler)
     # Request counts and timings around everything (unmatched routes and refused requests included), also
     # counted per day and user for the daily snapshot.

@@ -1,6 +1,6 @@
 """Property-based checks of the served OpenAPI schema (schemathesis): generated requests to every operation,
-as staff, get no 500 and no answer the schema does not describe. Bounded: a fixed number of examples per
-operation, derandomized so a run is repeatable."""
+as staff, get no 500, no status the operation does not declare, and no answer the schema does not describe.
+Bounded: a fixed number of examples per operation, derandomized so a run is repeatable."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import msgspec
 import schemathesis
 from litestar.testing import TestClient
 from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import response_schema_conformance
+from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
 from service.app import create_app
 from service.settings import from_env
@@ -49,4 +49,5 @@ def test_operations_answer_within_the_schema(case: Any, client: TestClient) -> N
     if isinstance(kwargs.get("data"), (bytes, str)):
         kwargs["content"] = kwargs.pop("data")  # raw bodies (httpx wants them as `content`)
     response = client.request(**kwargs)
-    case.validate_response(response, checks=[not_a_server_error, response_schema_conformance])
+    case.validate_response(response, checks=[not_a_server_error, status_code_conformance, response_schema_conformance])
+
