@@ -82,6 +82,9 @@ def geo_record(
         loc = item.location
         _no_nul({"location.country": loc.country, "location.region": loc.region, "location.city": loc.city})
         as_code = len(loc.country) == 2 and loc.country.isascii() and loc.country.isalpha()
+        if as_code and loc.country_code and loc.country.upper() != loc.country_code.upper():
+            # A name is not checked against the code (no country table ships with the service); two codes are.
+            raise InvalidInput([FieldError("location.country_code", f"does not match `country` {loc.country!r}")])
         code = loc.country_code or (loc.country if as_code else None)
         place: Place | None = Place(loc.country, code.upper() if code else None, loc.region, loc.city)
     else:

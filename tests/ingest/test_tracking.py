@@ -167,6 +167,8 @@ GOOD = {"community_id": 1, "user_id": 1, "activity_type": "view"}
          "required field is missing"),
         (GEO, {"community_id": 1, "access_result": "allowed", "location": {"country": "DE", "country_code": "DEU"}},
          "location.country_code", "Expected `str` matching regex '^[A-Za-z]{2}$'"),
+        (GEO, {"community_id": 1, "access_result": "allowed", "location": {"country": "DE", "country_code": "fr"}},
+         "location.country_code", "does not match `country` 'DE'"),
         (GEO, {"community_id": 1, "access_result": "allowed", "location": {"country": "DE"}, "ip": "1.2.3.4"},
          "ip", "send either `location` or `ip`, not both"),
         (GEO, {"community_id": 1, "access_result": "allowed"}, "location",
