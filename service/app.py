@@ -15,6 +15,7 @@ from service import __version__
 from service.auth.api import AuthController
 from service.auth.middleware import authentication_middleware
 from service.auth.ratelimit import RateLimiter, limiting
+from service.client_json import refuse_nul_in_query
 from service.community.api import CommunityAnalyticsController
 from service.db import DatabaseUnavailable, async_pool, detect_engine_async
 from service.errorlog.api import ErrorGroupsController, ErrorLogsController
@@ -130,6 +131,7 @@ def create_app(settings: Settings) -> Litestar:
         ],
         request_max_body_size=settings.track_max_body_bytes,
         middleware=[authentication_middleware()],
+        before_request=refuse_nul_in_query,
         dependencies={"resources": Provide(provide_resources, sync_to_thread=False)},
         lifespan=[lifespan],
         exception_handlers={**EXCEPTION_HANDLERS, Exception: unhandled_error},

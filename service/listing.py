@@ -30,7 +30,7 @@ code; every value a client sends is a bound parameter.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from typing import Annotated, Any, Generic, LiteralString, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, LiteralString, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
 import msgspec
@@ -39,7 +39,8 @@ from litestar.params import QueryParameter
 from psycopg import AsyncConnection, sql
 from psycopg.rows import class_row
 
-from service.errors import FieldError, InvalidInput, field_error
+from service import client_json
+from service.errors import FieldError, InvalidInput
 
 T = TypeVar("T")
 B = TypeVar("B", bound=msgspec.Struct)
@@ -128,9 +129,26 @@ class Where:
         return sql.SQL("WHERE {}").format(sql.SQL(" AND ").join(sql.SQL("({})").format(c) for c in self.conditions))
 
 
+class Aliased(msgspec.Struct, kw_only=True):
+    """A row answered with some fields under a second name as well: the original product's documentation names
+    them differently from our columns (`new_users` for `new_registrations`, `user` for `user_id`).
+
+    `ALIASES` maps each documented name to its column; the alias fields come last in the subclass, default to
+    None and are filled from their columns on construction. Write bodies accept either name (`decode_body`).
+    """
+
+    ALIASES: ClassVar[Mapping[str, str]] = {}
+
+    def __post_init__(self) -> None:
+        for alias, column in self.ALIASES.items():
+            setattr(self, alias, getattr(self, column))
+
+
 def columns(row_type: type[msgspec.Struct]) -> sql.Composable:
-    """The select list of a row Struct: its fields as quoted identifiers, in declaration order."""
-    return sql.SQL(", ").join(sql.Identifier(name) for name in row_type.__struct_fields__)
+    """The select list of a row Struct: its fields as quoted identifiers, in declaration order (aliases are not
+    columns: they are filled from theirs)."""
+    aliases = getattr(row_type, "ALIASES", {})
+    return sql.SQL(", ").join(sql.Identifier(name) for name in row_type.__struct_fields__ if name not in aliases)
 
 
 async def fetch_page(
@@ -183,34 +201,51 @@ def build_page(request: Request[Any, Any, Any], page: int, page_size: int, count
     )
 
 
-def decode_body(body: bytes, body_type: type[B], read_only: Collection[str] = ()) -> B:
+def decode_body(
+    body: bytes, body_type: type[B], read_only: Collection[str] = (), aliases: Mapping[str, str] | None = None
+) -> B:
     """A write body as `body_type` (a Struct with `forbid_unknown_fields=True`), or a 400 naming every read-only,
     unknown and missing field at once, then the first wrongly typed value.
 
     Used for POST and PUT bodies (fields without a default are required) and PATCH bodies (every field defaults
-    to `msgspec.UNSET`, so nothing is missing and only what was sent is set).
+    to `msgspec.UNSET`, so nothing is missing and only what was sent is set). A field may be sent under its
+    documented alias instead (`aliases`: alias -> field, see `Aliased`), not under both names.
     """
-    try:
-        sent = msgspec.json.decode(body, type=dict[str, msgspec.Raw])
-    except msgspec.ValidationError:
-        raise InvalidInput([FieldError("body", "expected a JSON object")]) from None
-    except msgspec.DecodeError as exc:
-        raise InvalidInput([FieldError("body", f"malformed JSON: {exc}")]) from None
-    except RecursionError:
-        raise InvalidInput([FieldError("body", "nested too deeply")]) from None
+    aliases = aliases or {}
+    sent = client_json.decode(body, dict[str, msgspec.Raw])
+    errors = [
+        FieldError(alias, f"the same field as `{field}`: send one of them")
+        for alias, field in aliases.items()
+        if alias in sent and field in sent
+    ]
+    used = {field: alias for alias, field in aliases.items() if alias in sent and field not in sent}
+    sent = {
+        aliases.get(name, name) if name in aliases and name not in read_only else name: v for name, v in sent.items()
+    }
     info = msgspec.structs.fields(body_type)
     known = {field.encode_name for field in info}
-    errors = [FieldError(name, "read-only field") for name in sent if name in read_only]
+    errors += [FieldError(used.get(name, name), "read-only field") for name in sent if name in read_only]
     errors += [FieldError(name, "unknown field") for name in sent if name not in known and name not in read_only]
     errors += [
         FieldError(f.encode_name, "required field is missing") for f in info if f.required and f.encode_name not in sent
     ]
     if errors:
         raise InvalidInput(errors)
+    for name, raw in sent.items():  # the one rule for client JSON (no NUL, 64-bit integers, depth) on every field
+        as_sent = used.get(name, name)
+        client_json.check(client_json.decode(raw, Any, prefix=as_sent), as_sent)
+    if used:  # decoded again under the fields' own names
+        body = b"{" + b",".join(msgspec.json.encode(name) + b":" + bytes(raw) for name, raw in sent.items()) + b"}"
     try:
-        return msgspec.json.decode(body, type=body_type)
-    except msgspec.ValidationError as exc:
-        raise InvalidInput([field_error(exc)]) from None
+        return client_json.decode(body, body_type)
+    except InvalidInput as exc:
+        raise InvalidInput([_as_sent(error, used) for error in exc.errors]) from None
+
+
+def _as_sent(error: FieldError, used: Mapping[str, str]) -> FieldError:
+    """A field error under the name the client used for the field (its alias, when it sent that)."""
+    head, dot, rest = error.field.partition(".")
+    return FieldError(used[head] + dot + rest, error.message) if head in used else error
 
 
 def variant(base: type[msgspec.Struct], name: str, required: Collection[str] = ()) -> type[msgspec.Struct]:

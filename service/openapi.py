@@ -3,6 +3,7 @@ item by item), and the error answers of every operation."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,10 +41,18 @@ def _inline(node: Any, defs: dict[str, Any]) -> Any:
     return node
 
 
-def json_body(body_type: Any, description: str) -> type[Operation]:
-    """An `operation_class` documenting `body_type` as the JSON request body."""
+def json_body(body_type: Any, description: str, aliases: Mapping[str, str] | None = None) -> type[Operation]:
+    """An `operation_class` documenting `body_type` as the JSON request body; `aliases` (alias -> field) are
+    documented as second names of their fields, either of which satisfies a required field."""
     schema = msgspec.json.schema(body_type)
     raw = _inline(schema, schema.get("$defs", {}))
+    for alias, field in (aliases or {}).items():
+        properties = raw.get("properties", {})
+        if field in properties:
+            properties[alias] = {**properties[field], "description": f"The documented name of `{field}`: send one"}
+        if field in raw.get("required", []):
+            raw["required"] = [name for name in raw["required"] if name != field]
+            raw.setdefault("allOf", []).append({"anyOf": [{"required": [field]}, {"required": [alias]}]})
 
     @dataclass
     class _Operation(Operation):

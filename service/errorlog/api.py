@@ -105,10 +105,10 @@ class ErrorLogsController(Controller):
     @post(
         "/",
         summary="Record an error log (grouped at once); a user who is not staff records only their own",
-        operation_class=json_body(ErrorLogCreate, "`level`, `message` and any other writable field"),
+        operation_class=json_body(ErrorLogCreate, "`level`, `message` and any other writable field", ErrorLog.ALIASES),
     )
     async def create_error(self, request: AnyRequest, resources: NamedDependency[Resources]) -> ErrorLog:
-        sent = sent_fields(decode_body(await request.body(), ErrorLogCreate, LOG_READ_ONLY))
+        sent = sent_fields(decode_body(await request.body(), ErrorLogCreate, LOG_READ_ONLY, ErrorLog.ALIASES))
         principal = principal_of(request)
         user_id = sent.get("user_id")
         if not (principal.staff or principal.is_service):
@@ -132,12 +132,12 @@ class ErrorLogsController(Controller):
         "/{log_id:int}/",
         summary="Replace an error log's writable fields (grouped again from its message and stack trace)",
         guards=[staff_only],
-        operation_class=json_body(ErrorLogWrite, "Every writable field"),
+        operation_class=json_body(ErrorLogWrite, "Every writable field", ErrorLog.ALIASES),
     )
     async def replace_error(
         self, log_id: FromPath[int], request: AnyRequest, resources: NamedDependency[Resources]
     ) -> ErrorLog:
-        body = decode_body(await request.body(), ErrorLogWrite, LOG_READ_ONLY)
+        body = decode_body(await request.body(), ErrorLogWrite, LOG_READ_ONLY, ErrorLog.ALIASES)
         async with resources.pool.connection() as conn:
             return await records.update_log(conn, log_id, sent_fields(body))
 
@@ -145,12 +145,12 @@ class ErrorLogsController(Controller):
         "/{log_id:int}/",
         summary="Change some fields of an error log (grouped again when the message or stack trace change)",
         guards=[staff_only],
-        operation_class=json_body(ErrorLogPatch, "The fields to change"),
+        operation_class=json_body(ErrorLogPatch, "The fields to change", ErrorLog.ALIASES),
     )
     async def patch_error(
         self, log_id: FromPath[int], request: AnyRequest, resources: NamedDependency[Resources]
     ) -> ErrorLog:
-        body = decode_body(await request.body(), ErrorLogPatch, LOG_READ_ONLY)
+        body = decode_body(await request.body(), ErrorLogPatch, LOG_READ_ONLY, ErrorLog.ALIASES)
         async with resources.pool.connection() as conn:
             return await records.update_log(conn, log_id, sent_fields(body))
 

@@ -9,12 +9,12 @@ are named here and the database check is the last line only; `ip_address` is che
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 from msgspec import Meta
 
-from service.listing import variant
+from service.listing import Aliased, variant
 
 BIGINT_MAX = 2**63 - 1
 
@@ -29,8 +29,10 @@ IpAddress = Annotated[str, Meta(max_length=64, description="IPv4 or IPv6 address
 UserAgent = Annotated[str, Meta(max_length=2_048)]
 
 
-class ErrorLog(msgspec.Struct, kw_only=True):
+class ErrorLog(Aliased, kw_only=True):
     """One error log (a row of `error_logs`); `fingerprint` and `group_id` are set when it is recorded."""
+
+    ALIASES: ClassVar[dict[str, str]] = {"user": "user_id"}
 
     id: int
     user_id: int | None
@@ -47,6 +49,7 @@ class ErrorLog(msgspec.Struct, kw_only=True):
     resolved_at: datetime | None  # set when is_resolved becomes true, cleared when it becomes false
     fingerprint: str | None
     group_id: int | None
+    user: int | None = None  # the documentation's name for user_id (the same id)
 
 
 class ErrorLogWrite(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

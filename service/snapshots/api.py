@@ -214,10 +214,10 @@ class DailyAnalyticsController(Controller):
     @post(
         "/",
         summary="Add a day's row (figures not sent are 0); 409 when the day has one",
-        operation_class=json_body(DailyAnalyticsCreate, "`date` and any figures"),
+        operation_class=json_body(DailyAnalyticsCreate, "`date` and any figures", DailyAnalytics.ALIASES),
     )
     async def create_day(self, request: AnyRequest, resources: NamedDependency[Resources]) -> DailyAnalytics:
-        body = decode_body(await request.body(), DailyAnalyticsCreate, DAILY_READ_ONLY)
+        body = decode_body(await request.body(), DailyAnalyticsCreate, DAILY_READ_ONLY, DailyAnalytics.ALIASES)
         async with resources.pool.connection() as conn:
             row: DailyAnalytics = await insert(conn, DAILY, sent_fields(body))
         return row
@@ -231,12 +231,12 @@ class DailyAnalyticsController(Controller):
     @put(
         "/{row_id:int}/",
         summary="Replace a day's row (every writable field)",
-        operation_class=json_body(DailyAnalyticsWrite, "Every writable field"),
+        operation_class=json_body(DailyAnalyticsWrite, "Every writable field", DailyAnalytics.ALIASES),
     )
     async def replace_day(
         self, row_id: FromPath[int], request: AnyRequest, resources: NamedDependency[Resources]
     ) -> DailyAnalytics:
-        body = decode_body(await request.body(), DailyAnalyticsWrite, DAILY_READ_ONLY)
+        body = decode_body(await request.body(), DailyAnalyticsWrite, DAILY_READ_ONLY, DailyAnalytics.ALIASES)
         async with resources.pool.connection() as conn:
             row: DailyAnalytics = await update(conn, DAILY, row_id, msgspec.structs.asdict(body))
         return row
@@ -244,12 +244,12 @@ class DailyAnalyticsController(Controller):
     @patch(
         "/{row_id:int}/",
         summary="Change some fields of a day's row",
-        operation_class=json_body(DailyAnalyticsPatch, "The fields to change"),
+        operation_class=json_body(DailyAnalyticsPatch, "The fields to change", DailyAnalytics.ALIASES),
     )
     async def patch_day(
         self, row_id: FromPath[int], request: AnyRequest, resources: NamedDependency[Resources]
     ) -> DailyAnalytics:
-        body = decode_body(await request.body(), DailyAnalyticsPatch, DAILY_READ_ONLY)
+        body = decode_body(await request.body(), DailyAnalyticsPatch, DAILY_READ_ONLY, DailyAnalytics.ALIASES)
         async with resources.pool.connection() as conn:
             row: DailyAnalytics = await patch_row(conn, DAILY, row_id, sent_fields(body))
         return row
@@ -301,10 +301,10 @@ class UserAnalyticsController(Controller):
         "/",
         summary="Add a user's day (figures not sent are 0); 409 when the user has that day",
         guards=[staff_only],
-        operation_class=json_body(UserAnalyticsCreate, "`user_id`, `date` and any figures"),
+        operation_class=json_body(UserAnalyticsCreate, "`user_id`, `date` and any figures", UserAnalytics.ALIASES),
     )
     async def create_user_day(self, request: AnyRequest, resources: NamedDependency[Resources]) -> UserAnalytics:
-        body = decode_body(await request.body(), UserAnalyticsCreate, USER_READ_ONLY)
+        body = decode_body(await request.body(), UserAnalyticsCreate, USER_READ_ONLY, UserAnalytics.ALIASES)
         async with resources.pool.connection() as conn:
             row: UserAnalytics = await insert(conn, USERS, sent_fields(body))
         return row
@@ -322,12 +322,12 @@ class UserAnalyticsController(Controller):
         "/{row_id:int}/",
         summary="Replace a user's day (every writable field)",
         guards=[staff_only],
-        operation_class=json_body(UserAnalyticsWrite, "Every writable field"),
+        operation_class=json_body(UserAnalyticsWrite, "Every writable field", UserAnalytics.ALIASES),
     )
     async def replace_user_day(
         self, row_id: FromPath[int], request: AnyRequest, resources: NamedDependency[Resources]
     ) -> UserAnalytics:
-        body = decode_body(await request.body(), UserAnalyticsWrite, USER_READ_ONLY)
+        body = decode_body(await request.body(), UserAnalyticsWrite, USER_READ_ONLY, UserAnalytics.ALIASES)
         async with resources.pool.connection() as conn:
             row: UserAnalytics = await update(conn, USERS, row_id, msgspec.structs.asdict(body))
         return row
@@ -336,12 +336,12 @@ class UserAnalyticsController(Controller):
         "/{row_id:int}/",
         summary="Change some fields of a user's day",
         guards=[staff_only],
-        operation_class=json_body(UserAnalyticsPatch, "The fields to change"),
+        operation_class=json_body(UserAnalyticsPatch, "The fields to change", UserAnalytics.ALIASES),
     )
     async def patch_user_day(
         self, row_id: FromPath[int], request: AnyRequest, resources: NamedDependency[Resources]
     ) -> UserAnalytics:
-        body = decode_body(await request.body(), UserAnalyticsPatch, USER_READ_ONLY)
+        body = decode_body(await request.body(), UserAnalyticsPatch, USER_READ_ONLY, UserAnalytics.ALIASES)
         async with resources.pool.connection() as conn:
             row: UserAnalytics = await patch_row(conn, USERS, row_id, sent_fields(body))
         return row

@@ -9,12 +9,12 @@ CHECKs (db/migrations/0001_core.sql), so bad values are named here and the datab
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import msgspec
 from msgspec import Meta
 
-from service.listing import BIGINT_MAX, FLOAT_MAX, variant
+from service.listing import BIGINT_MAX, FLOAT_MAX, Aliased, variant
 
 Count = Annotated[int, Meta(ge=0, le=BIGINT_MAX)]
 Amount = Annotated[float, Meta(ge=0, le=FLOAT_MAX)]
@@ -23,8 +23,10 @@ Percent = Annotated[float, Meta(ge=0, le=100, description="percent, 0 to 100")]
 UserId = Annotated[int, Meta(ge=1, le=BIGINT_MAX)]
 
 
-class DailyAnalytics(msgspec.Struct, kw_only=True):
+class DailyAnalytics(Aliased, kw_only=True):
     """One day's platform-wide figures (a row of `daily_analytics`, written by `update_daily_analytics`)."""
+
+    ALIASES: ClassVar[dict[str, str]] = {"new_users": "new_registrations"}
 
     id: int
     date: date
@@ -53,6 +55,7 @@ class DailyAnalytics(msgspec.Struct, kw_only=True):
     error_count: int
     created_at: datetime
     updated_at: datetime
+    new_users: int = 0  # the documentation's name for new_registrations (the same figure)
 
 
 class DailyAnalyticsWrite(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -97,8 +100,10 @@ class Place(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     city: Annotated[str, Meta(max_length=200)] | None = None
 
 
-class UserAnalytics(msgspec.Struct, kw_only=True):
+class UserAnalytics(Aliased, kw_only=True):
     """One user's figures of one day (a row of `user_analytics`, written by `update_user_analytics`)."""
+
+    ALIASES: ClassVar[dict[str, str]] = {"user": "user_id"}
 
     id: int
     user_id: int
@@ -125,6 +130,7 @@ class UserAnalytics(msgspec.Struct, kw_only=True):
     recommendations_shown: int
     recommendations_clicked: int
     last_calculated: datetime
+    user: int = 0  # the documentation's name for user_id (the same id)
 
 
 class UserAnalyticsWrite(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -70,7 +70,7 @@ def test_bad_bodies_are_400s_naming_the_field(client: Client, database_url: str)
         ("is_resolved", "yes"), ("ip_address", "999.1.1.1"), ("ip_address", "10.0.0.0/8"), ("user_id", 2**63),
     ]:  # fmt: skip
         assert list(errors_of(client.post("/api/errors/", json={**FULL, field: value}))) == [field], (field, value)
-    assert errors_of(client.post("/api/errors/", content=b"[1]")) == {"body": "expected a JSON object"}
+    assert errors_of(client.post("/api/errors/", content=b"[1]")) == {"body": "Expected `object`, got `array`"}
     assert "body" in errors_of(client.post("/api/errors/", content=b"{"))
     assert rows(database_url, "SELECT count(*) FROM error_logs") == [(0,)]
 

@@ -243,7 +243,7 @@ def test_bad_bodies_are_refused_and_leave_nothing(
 @pytest.mark.parametrize(
     ("content", "expected"),
     [
-        (b"[1, 2]", [("body", "expected a JSON object")]),
+        (b"[1, 2]", [("body", "Expected `object`, got `array`")]),
         (b"{", [("body", "malformed JSON: Input data was truncated")]),
     ],
 )

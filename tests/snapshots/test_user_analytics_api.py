@@ -91,6 +91,7 @@ def test_create_fills_defaults_and_get_answers_the_same_row(client: TestClient[A
         "page_views": 4,
         "locations_accessed_from": [{"country_code": "DE", "city": "Berlin"}, {"country_code": "AT", "city": None}],
         "travel_detected": False,
+        "user": 7,  # the documentation's name for user_id
     }
     calculated = datetime.fromisoformat(created["last_calculated"])
     assert before - timedelta(seconds=1) <= calculated <= datetime.now(UTC) + timedelta(seconds=1)
@@ -168,6 +169,7 @@ def test_put_replaces_every_field(client: TestClient[Any], database_url: str) ->
     assert {k: v for k, v in replaced.items() if k != "last_calculated"} == {
         "id": ids[1],
         **full_body(10, "2026-02-01"),
+        "user": 10,
     }
     assert datetime.fromisoformat(replaced["last_calculated"]) > datetime.fromisoformat(before["last_calculated"])
     assert stored(database_url)[1] == (10, "2026-02-01", 1, [{"country_code": "FR", "city": "Lyon"}])
