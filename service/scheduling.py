@@ -1,4 +1,5 @@
-"""The periodic tasks: names and schedules of the seed (DESIGN.md section 9), overrides, and what a task gets.
+"""The periodic tasks: names and schedules of the seed (DESIGN.md section 9), overrides (TASK_SCHEDULES,
+TASKS_DISABLED, and changes stored through the API, which win), and what a task gets.
 
 A task is a plain function `(TaskContext) -> dict` (the summary stored with its run) living beside the
 domain it works on; `service/tasks.py` wraps each one for huey with a lock and a run record.
@@ -7,10 +8,10 @@ domain it works on; `service/tasks.py` wraps each one for huey with a lock and a
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 import redis
@@ -81,6 +82,16 @@ TASKS: tuple[TaskSpec, ...] = (
 BY_NAME = {spec.name: spec for spec in TASKS}
 
 
+def schedule_name(name: str) -> str:
+    """The documentation's schedule-entry name of a task: `update_daily_analytics` -> `update-daily-analytics`."""
+    return name.replace("_", "-")
+
+
+def lookup(name: str) -> TaskSpec | None:
+    """The task named either way the documentation names it (its function or its schedule entry), if any."""
+    return BY_NAME.get(name.replace("-", "_")) if "_" not in name or "-" not in name else None
+
+
 def parse_cron(expression: str) -> Callable[[datetime], bool]:
     """A five-field cron expression as huey's crontab test; ValueError when it is not one."""
     fields = expression.split()
@@ -110,17 +121,54 @@ def next_run(expression: str, after: datetime, horizon: timedelta = timedelta(da
     return None
 
 
+Source = Literal["default", "environment", "api"]
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A change made through `PATCH /api/tasks/{name}/` (a row of `task_schedules`); None: not set there."""
+
+    schedule: str | None
+    enabled: bool | None
+    changed_by: str
+    changed_at: datetime
+
+
+STORED_SQL = "SELECT task_name, schedule, enabled, changed_by, changed_at FROM task_schedules"
+
+
+def stored_changes(rows: Iterable[tuple[Any, ...]]) -> dict[str, Stored]:
+    """STORED_SQL's rows by task name."""
+    return {name: Stored(schedule, enabled, by, at) for name, schedule, enabled, by, at in rows}
+
+
 @dataclass(frozen=True)
 class Planned:
-    """A task as configured: its schedule after overrides, and whether it runs periodically."""
+    """A task as it runs: its schedule and whether it runs periodically, each with where it came from."""
 
     spec: TaskSpec
     schedule: str
+    schedule_source: Source
     enabled: bool
+    enabled_source: Source
+    stored: Stored | None = None
 
 
-def planned(settings: Settings) -> list[Planned]:
-    """Every task with TASK_SCHEDULES and TASKS_DISABLED applied (validated at start-up by Settings)."""
+def planned(settings: Settings, stored: Mapping[str, Stored] | None = None) -> list[Planned]:
+    """Every task's plan: a change stored through the API wins over TASK_SCHEDULES / TASKS_DISABLED, which win
+    over the default schedule (enabled)."""
     overrides = settings.task_schedules()
     disabled = settings.disabled_tasks()
-    return [Planned(spec, overrides.get(spec.name, spec.schedule), spec.name not in disabled) for spec in TASKS]
+    plans = []
+    for spec in TASKS:
+        change = (stored or {}).get(spec.name)
+        schedule: tuple[str, Source] = (spec.schedule, "default")
+        if spec.name in overrides:
+            schedule = (overrides[spec.name], "environment")
+        if change is not None and change.schedule is not None:
+            schedule = (change.schedule, "api")
+        enabled: tuple[bool, Source] = (False, "environment") if spec.name in disabled else (True, "default")
+        if change is not None and change.enabled is not None:
+            enabled = (change.enabled, "api")
+        plans.append(Planned(spec, schedule[0], schedule[1], enabled[0], enabled[1], change))
+    return plans

@@ -184,9 +184,15 @@ class Settings(
         bool, _doc("Write batches with COPY; `false`: multi-row INSERTs, for servers without COPY FROM STDIN")
     ] = True
     task_schedules_raw: Annotated[
-        str, _doc("Schedule overrides, `task=cron;task=cron` (cron: minute hour day month weekday, UTC)")
+        str,
+        _doc(
+            "Schedule overrides, `task=cron;task=cron` (cron: minute hour day month weekday, UTC); a change stored"
+            " through `PATCH /api/tasks/{name}/` wins"
+        ),
     ] = ""
-    tasks_disabled_raw: Annotated[str, _doc("Comma-separated tasks that do not run on their schedule")] = ""
+    tasks_disabled_raw: Annotated[
+        str, _doc("Comma-separated tasks that do not run on their schedule; a change stored through the API wins")
+    ] = ""
 
     def __post_init__(self) -> None:
         _check_url("DATABASE_URL", self.database_url, ("postgresql", "postgres"))
@@ -211,29 +217,31 @@ class Settings(
 
     def task_schedules(self) -> dict[str, str]:
         """TASK_SCHEDULES parsed and checked: task name -> cron expression."""
-        from service.scheduling import BY_NAME, parse_cron  # imported late: scheduling builds on settings
+        from service.scheduling import lookup, parse_cron  # imported late: scheduling builds on settings
 
         overrides: dict[str, str] = {}
         for part in filter(None, (p.strip() for p in self.task_schedules_raw.split(";"))):
             name, sep, expression = (x.strip() for x in part.partition("="))
-            if not sep or name not in BY_NAME:
+            spec = lookup(name)
+            if not sep or spec is None:
                 raise ValueError(f"TASK_SCHEDULES: expected `task=cron` with a known task, got {part!r}")
             try:
                 parse_cron(expression)
             except ValueError as exc:
                 raise ValueError(f"TASK_SCHEDULES: {name}: {exc}") from None
-            overrides[name] = expression
+            overrides[spec.name] = expression
         return overrides
 
     def disabled_tasks(self) -> set[str]:
         """TASKS_DISABLED parsed and checked."""
-        from service.scheduling import BY_NAME
+        from service.scheduling import lookup
 
-        names = {n.strip() for n in self.tasks_disabled_raw.split(",") if n.strip()}
-        unknown = sorted(names - set(BY_NAME))
+        names = sorted(n.strip() for n in self.tasks_disabled_raw.split(",") if n.strip())
+        specs = {name: lookup(name) for name in names}
+        unknown = [name for name, spec in specs.items() if spec is None]
         if unknown:
             raise ValueError(f"TASKS_DISABLED: unknown task {unknown[0]!r}")
-        return names
+        return {spec.name for spec in specs.values() if spec is not None}
 
     def proxy_networks(self) -> list[IPv4Network | IPv6Network]:
         """TRUSTED_PROXIES parsed."""

@@ -4,7 +4,9 @@ Each run of a task, on its schedule or asked for through the API, goes through `
 lock in Redis (two runs of one task never overlap; the lock lives 60 s and a heartbeat renews it while the run
 lives, so a crashed run frees its task within a minute), records
 the run in `task_runs` (started, finished, status, error, the summary the task returns), and counts it in
-Prometheus. Only one `analytics worker` should schedule the periodic tasks (start more with `--no-periodic`).
+Prometheus. Only one `analytics worker` should schedule the periodic tasks (start more with `--no-periodic`);
+it checks them at each whole minute against the plan reloaded from PostgreSQL (`ScheduleBook`), so schedules
+changed through the API are followed within a minute.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -21,11 +24,13 @@ import msgspec
 import psycopg
 import redis
 from huey import RedisHuey
+from huey.consumer import Consumer, Scheduler
 from psycopg.types.json import Jsonb
 
 from service.db import detect_engine
+from service.errors import first_line
 from service.observability import TASK_DURATION, TASK_LAST_SUCCESS, TASK_RUNS
-from service.scheduling import BY_NAME, TaskContext, parse_cron, planned
+from service.scheduling import BY_NAME, STORED_SQL, TASKS, TaskContext, parse_cron, planned, stored_changes
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -145,16 +150,46 @@ class TaskQueue:
         self.run_task(name, run_id)
 
 
-def create_queue(settings: Settings, immediate: bool = False) -> TaskQueue:
-    """The huey instance with every enabled task on its (possibly overridden) schedule, and `run_task` for runs
-    asked for by hand; `immediate=True` runs tasks in-process (tests)."""
+class ScheduleBook:
+    """The plan the worker's scheduler follows: every task's effective schedule and whether it is enabled
+    (service.scheduling.planned), reloaded from `task_schedules` when asked (once per periodic check), so a change
+    made through the API is followed without a restart. A failed reload keeps the last plan."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.plans = {plan.spec.name: plan for plan in planned(settings)}
+        self._tests: dict[str, Callable[[datetime], bool]] = {}
+
+    def reload(self) -> None:
+        assert self.settings.database_url is not None
+        try:
+            with psycopg.connect(self.settings.database_url, connect_timeout=5) as conn:
+                stored = stored_changes(conn.execute(STORED_SQL).fetchall())
+        except psycopg.Error as exc:
+            log.warning("could not reload the task schedules (%s); keeping the last ones", first_line(exc))
+            return
+        self.plans = {plan.spec.name: plan for plan in planned(self.settings, stored)}
+
+    def due(self, name: str, moment: datetime) -> bool:
+        """Whether task `name` runs at `moment` (naive UTC, as huey's scheduler gives it)."""
+        plan = self.plans[name]
+        if not plan.enabled:
+            return False
+        if plan.schedule not in self._tests:
+            self._tests[plan.schedule] = parse_cron(plan.schedule)
+        return self._tests[plan.schedule](moment)
+
+
+def create_queue(settings: Settings, immediate: bool = False, book: ScheduleBook | None = None) -> TaskQueue:
+    """The huey instance with every task registered as periodic, due when `book` says so (by default the
+    configured plan, never reloaded), and `run_task` for runs asked for by hand; `immediate=True` runs tasks
+    in-process (tests)."""
     if settings.redis_url is None or settings.database_url is None:
         raise ValueError("REDIS_URL and DATABASE_URL must be set to create the task queue")
     huey = RedisHuey("analytics", url=settings.redis_url, immediate=immediate, utc=True)
-
-    for plan in planned(settings):
-        if plan.enabled:
-            _register(huey, settings, plan.spec.name, plan.schedule)
+    book = book or ScheduleBook(settings)
+    for spec in TASKS:
+        _register(huey, settings, spec.name, book)
 
     @huey.task(name="run_task")  # type: ignore[untyped-decorator]
     def run_task(name: str, run_id: int) -> str:
@@ -163,12 +198,56 @@ def create_queue(settings: Settings, immediate: bool = False) -> TaskQueue:
     return TaskQueue(huey, run_task)
 
 
-def _register(huey: RedisHuey, settings: Settings, name: str, schedule: str) -> None:
+def _register(huey: RedisHuey, settings: Settings, name: str, book: ScheduleBook) -> None:
     def run() -> str:
         return execute(settings, name).status
 
+    def due(moment: datetime) -> bool:
+        return book.due(name, moment)
+
     run.__name__ = name
-    huey.periodic_task(parse_cron(schedule), name=name)(run)
+    huey.periodic_task(due, name=name)(run)
+
+
+def _next_minute() -> float:
+    """The monotonic time of the next whole wall-clock minute (a little after it)."""
+    return time.monotonic() + 60.0 - time.time() % 60.0 + 0.05
+
+
+class MinuteScheduler(Scheduler):  # type: ignore[misc]
+    """huey's scheduler, checking periodic tasks at each whole wall-clock minute (huey checks every 60 s from
+    the consumer's start) and reloading the schedule book before each check, once per minute."""
+
+    def __init__(self, book: ScheduleBook, **options: Any) -> None:
+        super().__init__(**options)
+        self.book = book
+        self._next_periodic = _next_minute()
+        self._checked: datetime | None = None
+
+    def enqueue_periodic_tasks(self, now: datetime | None) -> None:
+        minute = datetime.now(UTC).replace(second=0, microsecond=0, tzinfo=None)
+        if minute != self._checked:  # never twice in one minute, whatever the clocks do
+            self._checked = minute
+            self.book.reload()
+            super().enqueue_periodic_tasks(minute)
+        self._next_periodic = _next_minute()
+
+
+class BookConsumer(Consumer):  # type: ignore[misc]
+    """huey's consumer with a MinuteScheduler following `book`."""
+
+    def __init__(self, huey: RedisHuey, book: ScheduleBook, **options: Any) -> None:
+        self.book = book
+        super().__init__(huey, **options)
+
+    def _create_scheduler(self) -> MinuteScheduler:
+        return MinuteScheduler(
+            self.book,
+            huey=self.huey,
+            stop_flag=self.stop_flag,
+            interval=self.scheduler_interval,
+            periodic=self.periodic,
+        )
 
 
 def close_interrupted_runs(settings: Settings) -> int:
@@ -194,6 +273,8 @@ def run_worker(settings: Settings, workers: int = 2, periodic: bool = True) -> N
     """Run the huey consumer until SIGINT (finish running tasks) or SIGTERM (stop now)."""
     if interrupted := close_interrupted_runs(settings):
         log.warning("recorded %d runs interrupted by a stopped worker as failures", interrupted)
-    huey = create_queue(settings).huey
+    book = ScheduleBook(settings)
+    book.reload()
+    huey = create_queue(settings, book=book).huey
     log.info("huey worker consuming queue %r with %d threads (periodic tasks: %s)", huey.name, workers, periodic)
-    huey.create_consumer(workers=workers, worker_type="thread", periodic=periodic, flush_locks=True).run()
+    BookConsumer(huey, book, workers=workers, worker_type="thread", periodic=periodic, flush_locks=True).run()

@@ -51,8 +51,8 @@ def service_env(database_url: str, redis_url: str, **settings: str) -> dict[str,
         ANALYTICS_LOG_LEVEL="WARNING",
         PYTHONPATH=str(ROOT),
         PYTHONUNBUFFERED="1",
-        **settings,
     )
+    env.update(settings)
     return env
 
 

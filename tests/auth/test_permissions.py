@@ -50,6 +50,8 @@ MATRIX: list[tuple[str, str, Any, str]] = [
     ("GET", "/api/reports/{report}/", None, "                                  401  403  403  200  403  200"),
     ("GET", "/api/reports/{report}/csv/", None, "                              401  403  403  200  403  200"),
     ("GET", "/api/tasks/", None, "                                             401  403  403  403  403  200"),
+    ("GET", "/api/tasks/{task}/", None, "                                      401  403  403  403  403  200"),
+    ("PATCH", "/api/tasks/{task}/", {"enabled": True}, "                       401  403  403  403  403  200"),
     ("POST", "/api/tasks/{task}/run/", None, "                                 401  403  403  403  403  202"),
     ("GET", "/api/tasks/runs/", None, "                                        401  403  403  403  403  200"),
     ("GET", "/metrics", None, "                                                200  200  200  200  200  200"),
