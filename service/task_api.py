@@ -71,8 +71,8 @@ class TaskChange(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     schedule: (
         Annotated[str, Meta(max_length=200, description="cron: minute hour day month weekday, UTC")]
+        | msgspec.UnsetType
         | None
-        | (msgspec.UnsetType)
     ) = msgspec.UNSET
     enabled: bool | msgspec.UnsetType | None = msgspec.UNSET
 
