@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 import redis.asyncio as aioredis
 from litestar import Litestar
+from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
@@ -60,6 +61,22 @@ async def _warn_without_persistence(client: aioredis.Redis) -> None:
             "Redis runs with appendonly=no: accepted events waiting in the ingest stream are lost if Redis "
             "restarts; set `appendonly yes` and `appendfsync everysec` (or `always`) on that server"
         )
+
+
+def cors(settings: Settings) -> CORSConfig | None:
+    """Cross-origin access for the browsers of CORS_ALLOW_ORIGINS (none by default): preflights are answered by
+    Litestar's CORS middleware before routing; credentials (the session cookie) only for listed origins."""
+    origins = settings.cors_origins()
+    if not origins:
+        return None
+    return CORSConfig(
+        allow_origins=origins,
+        allow_methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type", "X-CSRF-Token"],
+        allow_credentials="*" not in origins,
+        expose_headers=["Retry-After", "RateLimit-Limit", "WWW-Authenticate"],
+        max_age=600,
+    )
 
 
 def create_app(settings: Settings) -> Litestar:
@@ -130,6 +147,7 @@ def create_app(settings: Settings) -> Litestar:
             ErrorGroupsController,
         ],
         request_max_body_size=settings.track_max_body_bytes,
+        cors_config=cors(settings),
         middleware=[authentication_middleware()],
         before_request=refuse_nul_in_query,
         dependencies={"resources": Provide(provide_resources, sync_to_thread=False)},

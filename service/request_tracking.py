@@ -15,6 +15,7 @@ import traceback
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, date, datetime
+from ipaddress import IPv4Address, IPv6Address, ip_network
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -126,6 +127,17 @@ class ErrorRecorder:
             await asyncio.gather(*self._pending, return_exceptions=True)
 
 
+def kept_address(address: IPv4Address | IPv6Address | None, mode: str) -> str | None:
+    """What ERROR_LOG_IP keeps of a client address: its network (IPv4 /24, IPv6 /48: enough to see a pattern,
+    not who it was), the whole address, or nothing."""
+    if address is None or mode == "none":
+        return None
+    if mode == "full":
+        return str(address)
+    prefix = 24 if address.version == 4 else 48
+    return str(ip_network(f"{address}/{prefix}", strict=False).network_address)
+
+
 def unhandled_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, object]]:
     """The answer to an exception nothing else handled: a generic 500 (no stack trace), the exception logged
     and recorded as an error log with the request's context, grouped like every other error."""
@@ -142,7 +154,7 @@ def unhandled_error(request: Request[Any, Any, Any], exc: Exception) -> Response
                 stack_trace="".join(traceback.format_exception(exc))[-20_000:],
                 url=str(request.url)[:2000],
                 method=request.method,
-                ip_address=str(address) if address is not None else None,
+                ip_address=kept_address(address, resources.settings.error_log_ip),
                 user_agent=request.headers.get("user-agent"),
                 user_id=user.user_id if isinstance(user, Principal) else None,
                 extra_data={"route": route_of(request.scope)},

@@ -72,6 +72,8 @@ class Settings(
         "track_max_age": "TRACK_MAX_AGE",
         "track_max_future": "TRACK_MAX_FUTURE",
         "trusted_proxies": "TRUSTED_PROXIES",
+        "error_log_ip": "ERROR_LOG_IP",
+        "cors_allow_origins": "CORS_ALLOW_ORIGINS",
         "geo_bypass_window": "GEO_BYPASS_WINDOW",
         "ingest_max_backlog": "INGEST_MAX_BACKLOG",
         "ingest_batch_size": "INGEST_BATCH_SIZE",
@@ -153,6 +155,13 @@ class Settings(
     ] = 300
     trusted_proxies: Annotated[
         str, _doc("Comma-separated addresses or CIDR ranges whose X-Forwarded-For is believed; empty: none")
+    ] = ""
+    error_log_ip: Annotated[
+        Literal["truncated", "full", "none"],
+        _doc("Client address kept in the error logs of unhandled errors: IPv4 /24 or IPv6 /48, the whole, or none"),
+    ] = "truncated"
+    cors_allow_origins: Annotated[
+        str, _doc("Comma-separated origins browsers may call the API from (CORS), `*` for any; empty: none")
     ] = ""
     geo_bypass_window: Annotated[
         int,
@@ -242,6 +251,10 @@ class Settings(
         if unknown:
             raise ValueError(f"TASKS_DISABLED: unknown task {unknown[0]!r}")
         return {spec.name for spec in specs.values() if spec is not None}
+
+    def cors_origins(self) -> list[str]:
+        """CORS_ALLOW_ORIGINS parsed: the origins browsers may call the API from."""
+        return [origin.strip().rstrip("/") for origin in self.cors_allow_origins.split(",") if origin.strip()]
 
     def proxy_networks(self) -> list[IPv4Network | IPv6Network]:
         """TRUSTED_PROXIES parsed."""

@@ -4,6 +4,7 @@ credentials), and HEAD answers as GET would, without the body."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from litestar import Litestar
@@ -49,3 +50,21 @@ def test_head_answers_like_get_without_a_body_on_every_get_route(client: TestCli
     assert checked > 20
     anonymous = client.head("/api/daily/", headers={"Authorization": ""})
     assert anonymous.status_code == 401 and anonymous.content == b""
+
+
+def test_cors_is_off_by_default_and_answers_preflights_for_listed_origins(
+    settings: Settings, settings_for: Callable[..., Settings], database_url: str, redis_url: str
+) -> None:
+    preflight = {"Origin": "https://app.example", "Access-Control-Request-Method": "PATCH"}
+    with TestClient(create_app(settings)) as client:
+        response = client.options("/api/daily/1/", headers=preflight)
+        assert "access-control-allow-origin" not in response.headers
+    listed = settings_for(database_url, redis_url, CORS_ALLOW_ORIGINS="https://app.example")
+    with TestClient(create_app(listed)) as client:
+        response = client.options("/api/daily/1/", headers=preflight)
+        assert response.status_code in (200, 204), response.text
+        assert response.headers["access-control-allow-origin"] == "https://app.example"
+        assert response.headers["access-control-allow-credentials"] == "true"
+        assert "PATCH" in response.headers["access-control-allow-methods"]
+        other = client.options("/api/daily/1/", headers={**preflight, "Origin": "https://evil.example"})
+        assert other.headers.get("access-control-allow-origin") != "https://evil.example"

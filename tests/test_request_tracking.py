@@ -4,6 +4,7 @@ unhandled exception answers a generic 500 and becomes a grouped error log with t
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from ipaddress import ip_address
 
 import redis
 from litestar import get
@@ -13,6 +14,7 @@ from litestar.types import Receive, Scope, Send
 
 from service.app import create_app
 from service.live import requests_key
+from service.request_tracking import kept_address
 from service.settings import Settings
 from service.tasks import execute
 from tests.support import bearer, rows
@@ -76,9 +78,16 @@ def test_unhandled_exception_is_a_generic_500_and_a_grouped_error_log(settings: 
     )
     assert [log[:8] for log in logs] == [
         ("error", f"RuntimeError: order {n} has no customer", "GET", f"http://testserver.local/api/test-failure/{n}",
-         7, "probe/1.0", "203.0.113.9", {"route": "/api/test-failure/{n}/"})
+         7, "probe/1.0", "203.0.113.0", {"route": "/api/test-failure/{n}/"})  # ERROR_LOG_IP: /24 by default
         for n in (41, 42)
     ]  # fmt: skip
     assert all(log[9] for log in logs), "the stack trace is kept in the log"
     assert logs[0][8] is not None and logs[0][8] == logs[1][8], "both failures share one group"
     assert rows(database_url, "SELECT occurrences, users_affected, status FROM error_groups") == [(2, 1, "unresolved")]
+
+
+def test_error_log_ip_keeps_the_network_the_address_or_nothing() -> None:
+    v4, v6 = ip_address("203.0.113.9"), ip_address("2001:db8:1234:5678::9")
+    assert (kept_address(v4, "truncated"), kept_address(v6, "truncated")) == ("203.0.113.0", "2001:db8:1234::")
+    assert (kept_address(v4, "full"), kept_address(v6, "full")) == ("203.0.113.9", "2001:db8:1234:5678::9")
+    assert kept_address(v4, "none") is None and kept_address(None, "full") is None
