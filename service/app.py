@@ -16,7 +16,6 @@ from service import __version__
 from service.auth.api import AuthController
 from service.auth.middleware import authentication_middleware
 from service.auth.ratelimit import RateLimiter, limiting
-from service.client_json import refuse_nul_in_query
 from service.community.api import CommunityAnalyticsController
 from service.db import DatabaseUnavailable, async_pool, detect_engine_async
 from service.errorlog.api import ErrorGroupsController, ErrorLogsController
@@ -30,6 +29,7 @@ from service.live import LiveWriter
 from service.metrics_api import MetricsController
 from service.migrations import plan
 from service.openapi import declare_error_answers
+from service.query_params import QueryRules, check_query
 from service.reports.api import ReportsController
 from service.request_metrics import instrument
 from service.request_tracking import (
@@ -149,7 +149,7 @@ def create_app(settings: Settings) -> Litestar:
         request_max_body_size=settings.track_max_body_bytes,
         cors_config=cors(settings),
         middleware=[authentication_middleware()],
-        before_request=refuse_nul_in_query,
+        before_request=check_query,
         dependencies={"resources": Provide(provide_resources, sync_to_thread=False)},
         lifespan=[lifespan],
         exception_handlers={**EXCEPTION_HANDLERS, Exception: unhandled_error},
@@ -162,6 +162,7 @@ def create_app(settings: Settings) -> Litestar:
         ),
     )
     declare_error_answers(app.openapi_schema)
+    app.state.query_rules = QueryRules.from_schema(app.openapi_schema)
     app.asgi_handler = HeadAsGet(app.asgi_handler)
     # Request counts and timings around everything (unmatched routes and refused requests included), also
     # counted per day and user for the daily snapshot.

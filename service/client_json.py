@@ -13,7 +13,6 @@ import math
 from typing import Any, TypeVar
 
 import msgspec
-from litestar import Request
 
 from service.errors import FieldError, InvalidInput, field_error
 
@@ -73,11 +72,3 @@ def check(value: Any, field: str) -> None:
     if (found := problem(value)) is not None:
         path, message = found
         raise InvalidInput([FieldError((field + path).lstrip(".") or "body", message)])
-
-
-async def refuse_nul_in_query(request: Request[Any, Any, Any]) -> None:
-    """A `before_request` hook: no text filter can hold a NUL character (PostgreSQL text cannot), so a query
-    parameter with one answers 400 naming it, whatever route it is sent to."""
-    bad = sorted({name for name, value in request.query_params.multi_items() if "\x00" in name or "\x00" in value})
-    if bad:
-        raise InvalidInput([FieldError(name.replace("\x00", "\\0"), "must not contain NUL characters") for name in bad])

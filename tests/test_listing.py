@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import msgspec
 import pytest
 from litestar import Request
+from litestar.testing import TestClient
 from msgspec import UNSET, Meta
 
 from service.errors import FieldError, InvalidInput
@@ -175,3 +176,35 @@ def test_columns_quote_the_struct_fields_in_order() -> None:
 def test_field_errors_are_plain_structs() -> None:
     # What the handlers put in a 400 body: JSON with exactly `field` and `message`.
     assert msgspec.json.encode(FieldError("ordering", "x")) == b'{"field":"ordering","message":"x"}'
+
+
+ISO_ONLY = "expected an ISO 8601 day or time (2026-11-28, 2026-11-28T12:00:00Z)"
+
+
+@pytest.mark.parametrize(
+    ("query", "errors"),
+    [
+        ("/api/daily/?date_form=2026-01-01", [("date_form", "unknown query parameter")]),
+        ("/api/metrics/?recorded_until=0.5", [("recorded_until", ISO_ONLY)]),
+        ("/api/tasks/runs/?since=1700000000", [("since", ISO_ONLY)]),
+        ("/api/errors/?level=error&colour=red&size=2",
+         [("colour", "unknown query parameter"), ("size", "unknown query parameter")]),
+        ("/api/tasks/runs/?task=x%00", [("task", "must not contain NUL characters")]),
+    ],
+)  # fmt: skip
+def test_query_parameters_a_route_does_not_declare_or_cannot_read_are_refused(
+    client: TestClient[Any], query: str, errors: list[tuple[str, str]]
+) -> None:
+    response = client.get(query)
+    assert response.status_code == 400, response.text
+    assert [(e["field"], e["message"]) for e in response.json()["errors"]] == errors
+
+
+def test_declared_query_parameters_pass(client: TestClient[Any]) -> None:
+    for query in (
+        "/api/daily/?date_from=2026-01-01&page=1",
+        "/api/metrics/?recorded_until=2026-11-28T00:00:00Z",
+        "/api/errors/?created_since=2026-11-28T00:00:00",
+        "/api/community-analytics/5/report/?days=7",
+    ):
+        assert client.get(query).status_code == 200, query
