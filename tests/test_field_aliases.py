@@ -1,8 +1,10 @@
 """The original product's field names beside ours: `new_users` for a day's `new_registrations`, `user` for the
-`user_id` of user analytics and error logs. Served under both names; written under either, never both."""
+`user_id` of user analytics and error logs. Served under both names; written under either, never both. And the
+days a snapshot row may have."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -93,3 +95,11 @@ def test_error_logs_take_user_for_user_id(client: Client, settings: Settings, da
     own = client.post("/api/errors/", json={**body, "user": 7}, headers=user_7)
     assert own.status_code == 201 and own.json()["user"] == 7
     assert rows(database_url, "SELECT count(*)::int FROM error_logs WHERE user_id = 8") == [(0,)]
+
+
+@pytest.mark.parametrize("path", ["/api/daily/", "/api/user-analytics/"])
+def test_days_after_tomorrow_are_refused(client: Client, database_url: str, path: str) -> None:
+    body = {"date": "9999-12-31"} | ({"user_id": 7} if "user" in path else {})
+    assert errors_of(client.post(path, json=body)) == [("date", "must not be after tomorrow (UTC)")]
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
+    assert client.post(path, json={**body, "date": tomorrow}).status_code == 201

@@ -8,7 +8,7 @@ and stamps the row (`updated_at`, `last_calculated`); a duplicate day (or user a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, LiteralString
 
 import msgspec
@@ -170,6 +170,15 @@ async def patch_row(conn: AsyncConnection[Any], table: Table, row_id: int, chang
     return await update(conn, table, row_id, {**changes, **merged})
 
 
+def _checked(values: dict[str, Any]) -> dict[str, Any]:
+    """A write's values, once its day is one that can have figures: not after tomorrow (UTC; a day ahead for
+    clients east of UTC). `9999-12-31` was accepted."""
+    day = values.get("date")
+    if isinstance(day, date) and day > datetime.now(UTC).date() + timedelta(days=1):
+        raise InvalidInput([FieldError("date", "must not be after tomorrow (UTC)")])
+    return values
+
+
 def _date_range(date_from: date | None, date_to: date | None) -> None:
     if date_from is not None and date_to is not None and date_from > date_to:
         raise InvalidInput([FieldError("date_to", "must be on or after `date_from`")])
@@ -219,7 +228,7 @@ class DailyAnalyticsController(Controller):
     async def create_day(self, request: AnyRequest, resources: NamedDependency[Resources]) -> DailyAnalytics:
         body = decode_body(await request.body(), DailyAnalyticsCreate, DAILY_READ_ONLY, DailyAnalytics.ALIASES)
         async with resources.pool.connection() as conn:
-            row: DailyAnalytics = await insert(conn, DAILY, sent_fields(body))
+            row: DailyAnalytics = await insert(conn, DAILY, _checked(sent_fields(body)))
         return row
 
     @get("/{row_id:int}/", summary="One day's row")
@@ -238,7 +247,7 @@ class DailyAnalyticsController(Controller):
     ) -> DailyAnalytics:
         body = decode_body(await request.body(), DailyAnalyticsWrite, DAILY_READ_ONLY, DailyAnalytics.ALIASES)
         async with resources.pool.connection() as conn:
-            row: DailyAnalytics = await update(conn, DAILY, row_id, msgspec.structs.asdict(body))
+            row: DailyAnalytics = await update(conn, DAILY, row_id, _checked(msgspec.structs.asdict(body)))
         return row
 
     @patch(
@@ -251,7 +260,7 @@ class DailyAnalyticsController(Controller):
     ) -> DailyAnalytics:
         body = decode_body(await request.body(), DailyAnalyticsPatch, DAILY_READ_ONLY, DailyAnalytics.ALIASES)
         async with resources.pool.connection() as conn:
-            row: DailyAnalytics = await patch_row(conn, DAILY, row_id, sent_fields(body))
+            row: DailyAnalytics = await patch_row(conn, DAILY, row_id, _checked(sent_fields(body)))
         return row
 
     @delete("/{row_id:int}/", summary="Delete a day's row")
@@ -306,7 +315,7 @@ class UserAnalyticsController(Controller):
     async def create_user_day(self, request: AnyRequest, resources: NamedDependency[Resources]) -> UserAnalytics:
         body = decode_body(await request.body(), UserAnalyticsCreate, USER_READ_ONLY, UserAnalytics.ALIASES)
         async with resources.pool.connection() as conn:
-            row: UserAnalytics = await insert(conn, USERS, sent_fields(body))
+            row: UserAnalytics = await insert(conn, USERS, _checked(sent_fields(body)))
         return row
 
     @get("/{row_id:int}/", summary="One user's day (the user themself or staff)")
@@ -329,7 +338,7 @@ class UserAnalyticsController(Controller):
     ) -> UserAnalytics:
         body = decode_body(await request.body(), UserAnalyticsWrite, USER_READ_ONLY, UserAnalytics.ALIASES)
         async with resources.pool.connection() as conn:
-            row: UserAnalytics = await update(conn, USERS, row_id, msgspec.structs.asdict(body))
+            row: UserAnalytics = await update(conn, USERS, row_id, _checked(msgspec.structs.asdict(body)))
         return row
 
     @patch(
@@ -343,7 +352,7 @@ class UserAnalyticsController(Controller):
     ) -> UserAnalytics:
         body = decode_body(await request.body(), UserAnalyticsPatch, USER_READ_ONLY, UserAnalytics.ALIASES)
         async with resources.pool.connection() as conn:
-            row: UserAnalytics = await patch_row(conn, USERS, row_id, sent_fields(body))
+            row: UserAnalytics = await patch_row(conn, USERS, row_id, _checked(sent_fields(body)))
         return row
 
     @delete("/{row_id:int}/", summary="Delete a user's day", guards=[staff_only])
