@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import Annotated, Any, Protocol, TypeVar
 from uuid import UUID
 
 import msgspec
@@ -15,6 +15,7 @@ import redis.exceptions
 from litestar import Controller, Request, post
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.status_codes import HTTP_202_ACCEPTED
+from msgspec import Meta
 
 from service import client_json
 from service.auth.guards import principal_of, require_may_track_for
@@ -47,6 +48,9 @@ T = TypeVar("T", TrackActivity, TrackGeo, PlatformEvent)
 D = TypeVar("D")
 R = TypeVar("R", ActivityRecord, GeoRecord)
 AnyRequest = Request[Any, Any, Any]
+# A batch body as documented: at least one item; the upper bound, TRACK_MAX_BATCH, is a setting (named in the
+# description), checked by the handlers.
+Batch = Annotated[list[T], Meta(min_length=1)]
 
 
 def _client_ids(items: Sequence[HasEventId]) -> set[UUID]:
@@ -209,7 +213,7 @@ class CommunityTrackController(Controller):
         "/track/batch/",
         status_code=HTTP_202_ACCEPTED,
         summary="Track a list of community activity events, each accepted or rejected on its own",
-        operation_class=json_body(list[TrackActivity], "Activity events"),
+        operation_class=json_body(Batch[TrackActivity], "Activity events: 1 to TRACK_MAX_BATCH (default 500) items"),
     )
     async def track_batch(self, request: AnyRequest) -> BatchAccepted:
         resources = _resources(request)
@@ -237,7 +241,7 @@ class GeoTrackController(Controller):
         "/track/batch/",
         status_code=HTTP_202_ACCEPTED,
         summary="Track a list of geo-restriction access decisions, each accepted or rejected on its own",
-        operation_class=json_body(list[TrackGeo], "Access decisions"),
+        operation_class=json_body(Batch[TrackGeo], "Access decisions: 1 to TRACK_MAX_BATCH (default 500) items"),
     )
     async def track_batch(self, request: AnyRequest) -> BatchAccepted:
         resources = _resources(request)
@@ -254,7 +258,7 @@ class EventsController(Controller):
         "/",
         status_code=HTTP_202_ACCEPTED,
         summary="Track a list of platform-level events, each accepted or rejected on its own",
-        operation_class=json_body(list[PlatformEvent], "Platform events"),
+        operation_class=json_body(Batch[PlatformEvent], "Platform events: 1 to TRACK_MAX_BATCH (default 500) items"),
     )
     async def track(self, request: AnyRequest) -> BatchAccepted:
         resources = _resources(request)
