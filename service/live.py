@@ -40,6 +40,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
 from service.ingest.schemas import ActivityRecord, GeoRecord
+from service.observability import EVENTS_REPEATED
 from service.scheduling import TaskContext
 
 log = logging.getLogger(__name__)
@@ -63,12 +64,14 @@ DAY_TTL = 9 * 86400  # daily keys outlive the 7-day history and a late snapshot
 _TRACK = """
 -- ARGV: now, today, day ttl, backlog limit, then 8 values per event:
 --   event time, its day, community or '', user or '', counter field, client event id or '', live '1'/'0', payload
--- Returns -1 (and changes nothing) when more entries than the limit wait in the stream, else the stream length.
+-- Returns {-1, 0, 0} (and changes nothing) when more entries than the limit wait in the stream, else {the stream
+-- length, activity events dropped as repeats of a client event id, geo events dropped so}.
 local now, today, ttl = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
 if redis.call('XLEN', 'analytics:events') > tonumber(ARGV[4]) then
-  return -1
+  return {-1, 0, 0}
 end
 local expire, present, fields = {}, {}, {}
+local repeated_activity, repeated_geo = 0, 0
 for i = 5, #ARGV, 8 do
   local at, day, community, user = tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local field, event_id, live, payload = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6] == '1', ARGV[i + 7]
@@ -95,6 +98,10 @@ for i = 5, #ARGV, 8 do
     end
     fields[#fields + 1] = tostring(#fields / 2)
     fields[#fields + 1] = payload
+  elseif live then
+    repeated_activity = repeated_activity + 1
+  else
+    repeated_geo = repeated_geo + 1
   end
 end
 local peaks = 'analytics:peak:' .. today
@@ -114,7 +121,7 @@ end
 for first = 1, #fields, 2000 do  -- at most 1,000 events per entry (and per unpack)
   redis.call('XADD', 'analytics:events', '*', unpack(fields, first, math.min(first + 1999, #fields)))
 end
-return redis.call('XLEN', 'analytics:events')
+return {redis.call('XLEN', 'analytics:events'), repeated_activity, repeated_geo}
 """
 
 _encoder = msgspec.msgpack.Encoder()
@@ -267,14 +274,21 @@ class LiveWriter:
         if self._sha is None:
             self._sha = await self.client.script_load(_TRACK)
         try:
-            length = int(await self.client.evalsha(self._sha, 0, *args))
+            answer = await self.client.evalsha(self._sha, 0, *args)
         except NoScriptError:
             # Redis lost its script cache (restart, SCRIPT FLUSH): nothing ran; load it and go again.
             self._sha = await self.client.script_load(_TRACK)
-            length = int(await self.client.evalsha(self._sha, 0, *args))
+            answer = await self.client.evalsha(self._sha, 0, *args)
+        length, repeated_activity, repeated_geo = (int(n) for n in answer)
         if length < 0:
             raise Backlogged(f"more than {self.max_backlog} stream entries wait for ingest")
         self.backlog = length
+        # A client event id seen in the last day: the first event stands, whatever this one holds (a retry, or a
+        # client reusing ids); counted so that reuse shows.
+        if repeated_activity:
+            EVENTS_REPEATED.labels("activity").inc(repeated_activity)
+        if repeated_geo:
+            EVENTS_REPEATED.labels("geo").inc(repeated_geo)
 
 
 async def day_counts(client: aioredis.Redis, day: str, community_id: int | None = None) -> dict[str, int]:

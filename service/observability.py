@@ -45,6 +45,12 @@ EVENTS_REJECTED = Counter(
     "Events the tracking API refused, by kind and reason (validation, too_large, backlog, unavailable)",
     ["kind", "reason"],
 )
+EVENTS_REPEATED = Counter(
+    "analytics_events_repeated",
+    "Accepted events dropped because their client event_id was accepted in the last day (retries, or ids reused "
+    "with another payload: the first event stands), by kind",
+    ["kind"],
+)
 EVENTS_INGESTED = Counter(
     "analytics_events_ingested",
     "Rows the ingest worker committed to the raw tables, by kind (redelivered duplicates are not rows)",

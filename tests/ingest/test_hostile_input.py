@@ -15,6 +15,7 @@ from litestar.testing import TestClient
 
 from service.client_json import MAX_DEPTH, problem
 from service.live import STREAM, stream_events
+from service.observability import EVENTS_REPEATED
 from tests.conftest import settings_for
 from tests.processes import free_port, running, service_env, until
 from tests.support import bearer
@@ -122,3 +123,15 @@ def test_a_poison_request_does_not_fail_the_requests_sharing_its_write(
     assert statuses.count(400) == 10 and statuses.count(202) == 290, sorted(set(statuses))
     with redis.Redis.from_url(redis_url) as live:
         assert stream_events(live) == 290
+
+
+def test_a_reused_event_id_keeps_the_first_event_and_is_counted(client: Client, redis_url: str) -> None:
+    event_id = "6615b74d-e9ef-4154-b134-d983c76b5f87"
+    first = {"community_id": 1, "user_id": 1, "activity_type": "view", "event_id": event_id}
+    before = EVENTS_REPEATED.labels("activity")._value.get()
+    assert client.post(TRACK, json=first).status_code == 202
+    assert client.post(TRACK, json={**first, "activity_type": "post", "user_id": 2}).status_code == 202
+    assert client.post(TRACK, json=first).status_code == 202
+    with redis.Redis.from_url(redis_url) as live:
+        assert stream_events(live) == 1
+    assert EVENTS_REPEATED.labels("activity")._value.get() - before == 2
