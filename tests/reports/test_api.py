@@ -225,6 +225,18 @@ def test_csv_of_a_generated_report(client: TestClient[Any], settings: Settings, 
     assert response.text.endswith("\r\n")
 
 
+def stored_report(database_url: str, payload: dict[str, Any]) -> int:
+    """A platform report of 2026-03-01 holding `payload`, stored as a generator would; its id."""
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "INSERT INTO reports (kind, scope, period_start, period_end, payload) "
+            "VALUES ('analytics', 'platform', '2026-03-01', '2026-03-01', %s) RETURNING id",
+            (Jsonb(payload),),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 def test_csv_flattening(client: TestClient[Any], database_url: str) -> None:
     payload = {
         "name": "a, b",  # quoted
@@ -234,14 +246,7 @@ def test_csv_flattening(client: TestClient[Any], database_url: str) -> None:
         "empty": [],  # no row
         "places": [{"city": "Berlin", "where": {"lat": 52.5}, "key": "k"}, {"city": None, "tags": ["x"]}],
     }
-    with psycopg.connect(database_url) as conn:
-        row = conn.execute(
-            "INSERT INTO reports (kind, scope, period_start, period_end, payload) "
-            "VALUES ('analytics', 'platform', '2026-03-01', '2026-03-01', %s) RETURNING id",
-            (Jsonb(payload),),
-        ).fetchone()
-    assert row is not None
-    response = client.get(f"/api/reports/{row[0]}/csv/")
+    response = client.get(f"/api/reports/{stored_report(database_url, payload)}/csv/")
     assert response.text.splitlines() == [
         "key,index,value,city,item.key,where.lat,tags",
         "flag,,true,,,,",
@@ -262,14 +267,8 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised(client: TestClie
         "plain": "Berlin - Mitte",
         "delta": -5,
     }
-    with psycopg.connect(database_url) as conn:
-        row = conn.execute(
-            "INSERT INTO reports (kind, scope, period_start, period_end, payload) "
-            "VALUES ('geo_effectiveness', 'community:1', '2026-03-01', '2026-03-01', %s) RETURNING id",
-            (Jsonb(payload),),
-        ).fetchone()
-    assert row is not None
-    table = list(csv.DictReader(io.StringIO(client.get(f"/api/reports/{row[0]}/csv/").text)))
+    csv_text = client.get(f"/api/reports/{stored_report(database_url, payload)}/csv/").text
+    table = list(csv.DictReader(io.StringIO(csv_text)))
     values = {r["key"]: r["value"] for r in table if not r["index"]}
     assert values == {"delta": "-5", "note": "'-2+3", "plain": "Berlin - Mitte", "tab": "'\tx"}
     assert [(r["city"], r["n"]) for r in table if r["key"] == "places"] == [
