@@ -22,7 +22,7 @@ from types import FrameType
 
 from service.db import connect, detect_engine
 from service.errors import first_line
-from service.localstack import Child, PostgresServer, RedisServer, StackError, ensure_binaries
+from service.localstack import Child, PostgresServer, RedisServer, StackError, ensure_binaries, free_port
 from service.metrics_exposition import MULTIPROC_ENV
 from service.migrations import migrate
 from service.settings import ConfigError, Settings
@@ -69,6 +69,9 @@ def run(settings: Settings) -> int:
         if settings.jwt_secret is None and settings.jwt_algorithm == "HS256":
             env["JWT_SECRET"] = dev_jwt_secret(data, create=True)
             env.setdefault("SESSION_COOKIE_SECURE", "false")  # the dev API speaks plain HTTP
+        # The workers' own /metrics on free ports unless set: their fixed defaults (9101, 9102) may be taken.
+        for name in ("INGEST_METRICS_PORT", "WORKER_METRICS_PORT"):
+            env.setdefault(name, str(free_port()))
         if settings.database_url is None or settings.redis_url is None:
             ensure_binaries()
         if settings.database_url is None:
@@ -176,6 +179,8 @@ def _announce(settings: Settings, env: dict[str, str], data: Path) -> None:
         f"  health       {base}/health   readiness {base}/ready",
         f"  OpenAPI      {base}/docs",
         "  a token      analytics token --user 1 --staff   (signed with the secret in the data directory)",
+        f"  metrics      {base}/metrics   ingest http://{settings.host}:{env['INGEST_METRICS_PORT']}/metrics"
+        f"   worker http://{settings.host}:{env['WORKER_METRICS_PORT']}/metrics",
         f"  PostgreSQL   {env['DATABASE_URL']}",
         f"  Redis        {env['REDIS_URL']}",
         f"  data, logs   {data}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -46,9 +47,9 @@ class DevRun:
     """One `analytics dev` process and the output it printed so far."""
 
     def __init__(self, data_dir: Path, port: int) -> None:
-        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+        own = ("DATABASE_URL", "REDIS_URL", "INGEST_METRICS_PORT", "WORKER_METRICS_PORT")
+        env = {k: v for k, v in os.environ.items() if k not in own}
         env.update(ANALYTICS_DATA_DIR=str(data_dir), ANALYTICS_PORT=str(port), PYTHONUNBUFFERED="1")
-        env.update(INGEST_METRICS_PORT="0", WORKER_METRICS_PORT="0")  # the workers' fixed default ports may be taken
         self.port = port
         self.log = data_dir.parent / f"dev-{port}.out"
         with self.log.open("wb") as out:
@@ -81,6 +82,18 @@ class DevRun:
         return self.process.wait(60)
 
 
+def metrics_served(port: int, timeout: float = 30) -> bool:
+    """Whether a worker serves /metrics on `port` within `timeout` seconds (it starts after the API is ready)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.2)
+    return False
+
+
 @pytest.fixture
 def data_dir(scratch_dir: Path) -> Iterator[Path]:
     path = scratch_dir / f"dev-{os.getpid()}-{time.monotonic_ns()}" / ".analytics"
@@ -89,7 +102,23 @@ def data_dir(scratch_dir: Path) -> Iterator[Path]:
 
 
 def test_dev_stack_starts_stops_cleanly_and_keeps_its_data(data_dir: Path) -> None:
-    first = DevRun(data_dir, free_port())
+    # Another program on the workers' default metrics ports: the stack takes free ones and says which.
+    with contextlib.ExitStack() as held:
+        for port in (9101, 9102):
+            with contextlib.suppress(OSError):  # already taken by something else: held all the same
+                held.enter_context(socket.create_server(("127.0.0.1", port)))
+        first = DevRun(data_dir, free_port())
+        try:
+            first.wait_ready()
+            ports = re.search(
+                r"ingest http://127\.0\.0\.1:(\d+)/metrics\s+worker http://127\.0\.0\.1:(\d+)/", first.output()
+            )
+            assert ports and {int(p) for p in ports.groups()}.isdisjoint({9101, 9102}), first.output()
+            for port in ports.groups():
+                assert metrics_served(int(port)), first.output()
+        except BaseException:
+            first.interrupt()
+            raise
     try:
         assert first.wait_ready() == {
             "status": "ready",

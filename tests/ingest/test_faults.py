@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -21,27 +20,28 @@ from service.migrations import migrate
 from service.settings import Settings
 from tests.ingest.conftest import MakeWorker
 from tests.ingest.test_worker import activity, count, enqueue
+from tests.processes import log_tail, service_env
 from tests.support import rows, staff_client
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+def wait_for(condition: Callable[[], bool], timeout: float, what: str, log: Path | None = None) -> None:
+    """Poll `condition`; on timeout, fail naming `what` with the tail of the child's `log`."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            tail = f"; the worker's log ends:\n{log_tail(log)}" if log is not None else ""
+            raise AssertionError(f"timed out waiting for {what}{tail}")
         time.sleep(0.02)
 
 
 def start_worker(database_url: str, redis_url: str, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        "INGEST_CONSUMER": "fault-worker",
-        "INGEST_BATCH_SIZE": "2",  # stream entries of 1,000 events each: 15 batches
-    }
+    """`analytics ingest` as a child process, its metrics on a port the system picks (a fixed one may be taken)."""
+    env = service_env(
+        database_url, redis_url, INGEST_CONSUMER="fault-worker", INGEST_METRICS_PORT="0",
+        INGEST_BATCH_SIZE="2",  # stream entries of 1,000 events each: 15 batches
+    )  # fmt: skip
     with log.open("ab") as out:
         return subprocess.Popen([sys.executable, "-m", "service", "ingest"], cwd=ROOT, env=env, stdout=out,
                                 stderr=subprocess.STDOUT)  # fmt: skip
@@ -60,7 +60,7 @@ def test_worker_killed_mid_batch_loses_nothing_and_duplicates_nothing(
     try:
         # Kill it while it holds entries it has read but not acknowledged, after some batches committed.
         wait_for(lambda: count(database_url)[0] > 0 and client.xpending(STREAM, GROUP)["pending"] > 0, 60,
-                 "a batch in flight")  # fmt: skip
+                 "a batch in flight", log)  # fmt: skip
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
@@ -70,7 +70,7 @@ def test_worker_killed_mid_batch_loses_nothing_and_duplicates_nothing(
     second = start_worker(database_url, redis_url, log)
     try:
         wait_for(lambda: count(database_url)[0] >= total and client.xpending(STREAM, GROUP)["pending"] == 0, 120,
-                 "the backlog to drain")  # fmt: skip
+                 "the backlog to drain", log)  # fmt: skip
     finally:
         second.send_signal(signal.SIGTERM)
         assert second.wait(30) == 0, log.read_text()
