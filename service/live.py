@@ -409,13 +409,26 @@ def _entry_order(entry_id: bytes | str) -> tuple[int, int]:
 
 
 def stream_backlog(client: redis.Redis) -> tuple[int, int]:
-    """(entries in the stream, entries delivered to a consumer and not acknowledged yet)."""
-    length = int(client.xlen(STREAM))
-    try:
-        pending: Any = client.xpending(STREAM, GROUP)
-    except redis.ResponseError:  # no group yet: nothing was ever consumed
+    """(the backlog as /metrics counts it: entries not acknowledged yet, of which delivered and pending)."""
+    pipe = client.pipeline(transaction=False)
+    pipe.xlen(STREAM)
+    pipe.xinfo_groups(STREAM)
+    pipe.xpending(STREAM, GROUP)
+    length, groups, pending = pipe.execute(raise_on_error=False)
+    return _unacknowledged(int(length), groups, pending)
+
+
+def _unacknowledged(length: int, groups: Any, pending: Any) -> tuple[int, int]:
+    """(entries not acknowledged yet: not delivered to the group, or delivered and pending; the pending ones)
+    from the replies of XLEN, XINFO GROUPS and XPENDING: the one definition of the backlog."""
+    group = _group_info(groups) if length else None
+    if group is None or isinstance(pending, Exception):  # no consumer group yet: nothing was ever delivered
         return length, 0
-    return length, int(pending["pending"])
+    # `lag` (entries not delivered yet) is unknown to Redis in rare cases (entries deleted past the group's
+    # mark); the entries beyond the pending ones are then the bound (acknowledged ones are trimmed soon).
+    lag = group.get("lag")
+    undelivered = int(lag) if lag is not None else length - int(pending["pending"])
+    return max(undelivered, 0) + int(pending["pending"]), int(pending["pending"])
 
 
 class StreamState(NamedTuple):
@@ -436,19 +449,16 @@ async def stream_state(client: aioredis.Redis) -> StreamState:
     now = seconds + micros / 1e6
     if not length:
         return StreamState(0, 0.0)
+    backlog, in_flight = _unacknowledged(int(length), groups, pending)
     group = _group_info(groups)
     if group is None or isinstance(pending, Exception):  # no consumer group yet: nothing was ever delivered
         first: Any = await client.xrange(STREAM, count=1)
-        return StreamState(int(length), _age(now, [first[0][0]] if first else []))
-    # `lag` (entries not delivered yet) is unknown to Redis in rare cases (entries deleted past the group's
-    # mark); the entries beyond the pending ones are then the bound (acknowledged ones are trimmed soon).
-    lag = group.get("lag")
-    undelivered = int(lag) if lag is not None else int(length) - int(pending["pending"])
-    oldest = [pending["min"]] if pending["pending"] else []
-    if undelivered > 0:
+        return StreamState(backlog, _age(now, [first[0][0]] if first else []))
+    oldest = [pending["min"]] if in_flight else []
+    if backlog > in_flight:  # some not delivered yet: the first after the group's mark is the oldest of those
         after: Any = await client.xrange(STREAM, min=b"(" + _as_bytes(group["last-delivered-id"]), count=1)
         oldest += [after[0][0]] if after else []
-    return StreamState(max(undelivered, 0) + int(pending["pending"]), _age(now, oldest))
+    return StreamState(backlog, _age(now, oldest))
 
 
 def _group_info(groups: Any) -> dict[str, Any] | None:

@@ -17,7 +17,7 @@ from litestar.testing import TestClient
 
 from service.ingest.schemas import ActivityRecord, GeoRecord
 from service.ingest.writer import write_batch
-from service.live import DEAD_LETTERS, GROUP, STREAM, LiveWriter
+from service.live import DEAD_LETTERS, GROUP, STREAM, LiveWriter, stream_backlog, stream_state
 from service.settings import Settings
 from tests.ingest.conftest import MakeWorker
 from tests.support import drain, rows
@@ -221,3 +221,21 @@ def test_orphans_come_back_at_full_speed(
     assert count(database_url) == (400, 400)
     assert took <= 2 * idle, f"all 200 orphans stored after {took:.1f}s, more than 2 x INGEST_CLAIM_IDLE"
     assert client.xpending(STREAM, GROUP)["pending"] == 0
+
+
+def test_the_task_and_metrics_count_the_backlog_alike(redis_url: str, make_worker: MakeWorker) -> None:
+    """One definition: entries not acknowledged yet (not delivered, or delivered and pending), whether sampled by
+    update_system_metrics (stream_backlog) or scraped (stream_state); acknowledged entries do not count."""
+    for n in range(4):
+        enqueue(redis_url, [activity(n)])
+    client = redis.Redis.from_url(redis_url)
+    make_worker("probe").ensure_group()
+    [(_, delivered)] = client.xreadgroup(GROUP, "probe", {STREAM: ">"}, count=2)
+    client.xack(STREAM, GROUP, delivered[0][0])  # one done, one pending, two not delivered
+
+    async def scraped() -> int:
+        async with aioredis.Redis.from_url(redis_url) as live:
+            return (await stream_state(live)).backlog
+
+    assert stream_backlog(client) == (3, 1)
+    assert asyncio.run(scraped()) == 3
