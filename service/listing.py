@@ -133,22 +133,26 @@ class Aliased(msgspec.Struct, kw_only=True):
     """A row answered with some fields under a second name as well: the original product's documentation names
     them differently from our columns (`new_users` for `new_registrations`, `user` for `user_id`).
 
-    `ALIASES` maps each documented name to its column; the alias fields come last in the subclass, default to
-    None and are filled from their columns on construction. Write bodies accept either name (`decode_body`).
+    `ALIASES` maps each documented name to its column. An alias is a required field of its own (so the OpenAPI
+    document says every row has it), selected as `column AS alias` (`columns`, `alias_columns`): one column, two
+    names, always the same value. Write bodies accept either name, never both (`decode_body`).
     """
 
     ALIASES: ClassVar[Mapping[str, str]] = {}
 
-    def __post_init__(self) -> None:
-        for alias, column in self.ALIASES.items():
-            setattr(self, alias, getattr(self, column))
+
+def alias_columns(row_type: type[Aliased]) -> list[sql.Composable]:
+    """`"column" AS "alias"` for each documented alias of a row Struct, to end its select list."""
+    return [sql.SQL("{} AS {}").format(sql.Identifier(c), sql.Identifier(a)) for a, c in row_type.ALIASES.items()]
 
 
 def columns(row_type: type[msgspec.Struct]) -> sql.Composable:
-    """The select list of a row Struct: its fields as quoted identifiers, in declaration order (aliases are not
-    columns: they are filled from theirs)."""
-    aliases = getattr(row_type, "ALIASES", {})
-    return sql.SQL(", ").join(sql.Identifier(name) for name in row_type.__struct_fields__ if name not in aliases)
+    """The select list of a row Struct: its fields as quoted identifiers, in declaration order, then its aliases
+    (`Aliased`) selected from their columns."""
+    if not issubclass(row_type, Aliased):
+        return sql.SQL(", ").join(map(sql.Identifier, row_type.__struct_fields__))
+    names = [name for name in row_type.__struct_fields__ if name not in row_type.ALIASES]
+    return sql.SQL(", ").join([*map(sql.Identifier, names), *alias_columns(row_type)])
 
 
 async def fetch_page(

@@ -110,10 +110,12 @@ class ErrorLogsController(Controller):
     async def create_error(self, request: AnyRequest, resources: NamedDependency[Resources]) -> ErrorLog:
         sent = sent_fields(decode_body(await request.body(), ErrorLogCreate, LOG_READ_ONLY, ErrorLog.ALIASES))
         principal = principal_of(request)
-        user_id = sent.get("user_id")
+        user_id = sent.get("user_id")  # sent as `user_id` or as its documented name `user` (decode_body)
         if not (principal.staff or principal.is_service):
             if user_id is not None and user_id != principal.user_id:
-                raise Forbidden("a user may record only their own error logs (user_id must be the token's subject)")
+                raise Forbidden(
+                    "a user may record only their own error logs (user_id, or user, must be the token's subject)"
+                )
             user_id = principal.user_id
         new = NewErrorLog(**{**sent, "user_id": user_id})
         async with resources.pool.connection() as conn:

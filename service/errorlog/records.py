@@ -31,6 +31,7 @@ from service.errorlog.grouping import (
 )
 from service.errorlog.schemas import BIGINT_MAX, ErrorGroup, ErrorGroupDetail, ErrorLog, Level
 from service.errors import FieldError, InvalidInput, NotFound
+from service.listing import alias_columns
 from service.observability import ERRORS_LOGGED
 
 R = TypeVar("R")
@@ -57,9 +58,14 @@ class NewErrorLog(msgspec.Struct, kw_only=True):
     is_resolved: bool = False
 
 
-_LOG_COLUMNS = sql.SQL(
-    "id, user_id, level, message, stack_trace, url, method, host(ip_address) AS ip_address, user_agent, extra_data, "
-    "created_at, is_resolved, resolved_at, fingerprint, group_id"
+_LOG_COLUMNS = sql.SQL(", ").join(
+    [
+        sql.SQL(
+            "id, user_id, level, message, stack_trace, url, method, host(ip_address) AS ip_address, user_agent, "
+            "extra_data, created_at, is_resolved, resolved_at, fingerprint, group_id"
+        ),
+        *alias_columns(ErrorLog),  # `user`: the documented name of user_id
+    ]
 )
 _GROUP_COLUMNS = sql.SQL(
     "id, fingerprint, level, sample_message, top_frame, occurrences, users_affected, first_seen, last_seen, status, "
@@ -67,7 +73,7 @@ _GROUP_COLUMNS = sql.SQL(
 )
 
 
-def _with_columns(template: LiteralString, columns: sql.SQL = _LOG_COLUMNS) -> sql.Composed:
+def _with_columns(template: LiteralString, columns: sql.Composable = _LOG_COLUMNS) -> sql.Composed:
     """`template` with `{columns}` replaced by a table's select list (SQL text from this module only)."""
     return sql.SQL(template).format(columns=columns)
 

@@ -36,6 +36,7 @@ class ErrorLog(Aliased, kw_only=True):
 
     id: int
     user_id: int | None
+    user: Annotated[int | None, Meta(description="The documented name of `user_id` (the same id)")]
     level: Level
     message: str
     stack_trace: str | None
@@ -49,7 +50,6 @@ class ErrorLog(Aliased, kw_only=True):
     resolved_at: datetime | None  # set when is_resolved becomes true, cleared when it becomes false
     fingerprint: str | None
     group_id: int | None
-    user: int | None = None  # the documentation's name for user_id (the same id)
 
 
 class ErrorLogWrite(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

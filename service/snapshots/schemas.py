@@ -33,6 +33,7 @@ class DailyAnalytics(Aliased, kw_only=True):
     total_users: int
     active_users: int
     new_registrations: int
+    new_users: Annotated[int, Meta(description="The documented name of `new_registrations` (the same figure)")]
     community_views: int
     community_joins: int
     average_online_members: float
@@ -55,7 +56,6 @@ class DailyAnalytics(Aliased, kw_only=True):
     error_count: int
     created_at: datetime
     updated_at: datetime
-    new_users: int = 0  # the documentation's name for new_registrations (the same figure)
 
 
 class DailyAnalyticsWrite(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -107,6 +107,7 @@ class UserAnalytics(Aliased, kw_only=True):
 
     id: int
     user_id: int
+    user: Annotated[int, Meta(description="The documented name of `user_id` (the same id)")]
     date: date
     page_views: int
     actions_performed: int
@@ -130,7 +131,6 @@ class UserAnalytics(Aliased, kw_only=True):
     recommendations_shown: int
     recommendations_clicked: int
     last_calculated: datetime
-    user: int = 0  # the documentation's name for user_id (the same id)
 
 
 class UserAnalyticsWrite(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -379,3 +379,102 @@ def test_a_user_sees_and_records_only_their_own(client: Client, settings: Settin
     assert (recorded.status_code, recorded.json()["user_id"]) == (201, 8)
     assert client.get("/api/errors/", headers=service).status_code == 403
     assert client.get("/api/errors/", headers={"Authorization": "Bearer not-a-token"}).status_code == 401
+
+
+# `user` is the original product's documented name for `user_id`: served beside it (null alike), written under
+# either name (never both), and held to the same permission rule.
+SAME_ID = {"user": "the same field as `user_id`: send one of them"}
+
+
+def log_rows(database_url: str) -> list[tuple[Any, ...]]:
+    return rows(database_url, "SELECT id, user_id, level, message FROM error_logs ORDER BY id")
+
+
+def test_every_log_answered_carries_user(client: Client, database_url: str) -> None:
+    recorded = record(database_url, "Cart 1 empty", user_id=5)  # as the request middleware records one
+    anonymous = record(database_url, "Cart 2 empty")
+    created = client.post("/api/errors/", json=FULL).json()
+    assert (created["user_id"], created["user"]) == (7, 7)
+    assert (recorded.user_id, recorded.user, anonymous.user_id, anonymous.user) == (5, 5, None, None)
+    assert client.get(f"/api/errors/{created['id']}/").json() == created
+    answered = client.get(f"/api/errors/{anonymous.id}/").json()
+    assert (answered["user_id"], answered["user"]) == (None, None)
+    listed = client.get("/api/errors/?ordering=created_at").json()["results"]
+    assert [(log["id"], log["user_id"], log["user"]) for log in listed] == [
+        (recorded.id, 5, 5), (anonymous.id, None, None), (created["id"], 7, 7),
+    ]  # fmt: skip
+    group = client.get(f"/api/error-groups/{recorded.group_id}/").json()
+    assert [(log["user_id"], log["user"]) for log in group["recent_logs"]] == [(None, None), (5, 5)]
+    resolved = client.post(f"/api/errors/{created['id']}/resolve/").json()
+    assert (resolved["user_id"], resolved["user"]) == (7, 7)
+
+
+def test_writes_take_user_for_user_id(client: Client, database_url: str) -> None:
+    without_id = {k: v for k, v in FULL.items() if k != "user_id"}
+    created = client.post("/api/errors/", json={**without_id, "user": 8})
+    assert created.status_code == 201, created.text
+    log = created.json()
+    assert (log["user_id"], log["user"]) == (8, 8)
+    assert group_row(database_url, log["group_id"])[:2] == (1, 1)  # the user counts as affected
+    replaced = client.put(f"/api/errors/{log['id']}/", json={**without_id, "user": 9})
+    assert replaced.status_code == 200, replaced.text
+    assert (replaced.json()["user_id"], replaced.json()["user"]) == (9, 9)
+    patched = client.patch(f"/api/errors/{log['id']}/", json={"user": None}).json()
+    assert (patched["user_id"], patched["user"]) == (None, None)
+    assert group_row(database_url, log["group_id"])[:2] == (1, 0)
+    patched = client.patch(f"/api/errors/{log['id']}/", json={"user": 10}).json()
+    assert (patched["user_id"], patched["user"]) == (10, 10)
+    assert log_rows(database_url) == [(log["id"], 10, "critical", "Order 12 lost")]
+    # PUT needs the user under one name or the other (null allowed).
+    missing = errors_of(client.put(f"/api/errors/{log['id']}/", json=without_id))
+    assert missing == {"user_id": "required field is missing"}
+    assert client.put(f"/api/errors/{log['id']}/", json={**without_id, "user": None}).json()["user"] is None
+
+
+def test_both_names_are_refused_and_nothing_is_written(client: Client, database_url: str) -> None:
+    log = client.post("/api/errors/", json=FULL).json()
+    before = log_rows(database_url)
+    groups = group_row(database_url, log["group_id"])
+    for user in (7, 8, None):  # refused even when both carry the same id
+        both = {**FULL, "user": user, "level": "info"}
+        assert errors_of(client.post("/api/errors/", json=both)) == SAME_ID
+        assert errors_of(client.put(f"/api/errors/{log['id']}/", json=both)) == SAME_ID
+        assert errors_of(client.patch(f"/api/errors/{log['id']}/", json={"user_id": 7, "user": user})) == SAME_ID
+    assert errors_of(client.post("/api/errors/", json={**FULL, "user": 7, "colour": "red"})) == {
+        **SAME_ID, "colour": "unknown field",
+    }  # fmt: skip
+    assert log_rows(database_url) == before
+    assert group_row(database_url, log["group_id"]) == groups
+
+
+def test_a_bad_user_is_named_as_sent(client: Client, database_url: str) -> None:
+    without_id = {k: v for k, v in FULL.items() if k != "user_id"}
+    for value in (0, "7", 2**63, 1.5):
+        assert list(errors_of(client.post("/api/errors/", json={**without_id, "user": value}))) == ["user"], value
+    assert log_rows(database_url) == []
+
+
+def test_a_user_records_only_their_own_under_either_name(client: Client, settings: Settings, database_url: str) -> None:
+    seven = bearer(settings, "7")
+    body = {"level": "error", "message": "Checkout failed"}
+    refused = client.post("/api/errors/", json={**body, "user": 8}, headers=seven)
+    assert refused.status_code == 403 and "own error logs" in refused.json()["detail"]
+    assert refused.json() == client.post("/api/errors/", json={**body, "user_id": 8}, headers=seven).json()
+    assert log_rows(database_url) == []
+    assert rows(database_url, "SELECT count(*)::int FROM error_groups") == [(0,)]
+    both = client.post("/api/errors/", json={**body, "user": 7, "user_id": 8}, headers=seven)
+    assert errors_of(both) == SAME_ID  # no way round the rule through the second name
+    # Their own id, or nothing (null): recorded as theirs.
+    for user in (7, None):
+        own = client.post("/api/errors/", json={**body, "user": user}, headers=seven)
+        assert own.status_code == 201, own.text
+        assert (own.json()["user_id"], own.json()["user"]) == (7, 7)
+    assert [r[1] for r in log_rows(database_url)] == [7, 7]
+    # Only staff change a log, whichever name is sent.
+    log_id = log_rows(database_url)[0][0]
+    assert client.patch(f"/api/errors/{log_id}/", json={"user": 8}, headers=seven).status_code == 403
+    # A backend's service token records for any user.
+    service = bearer(settings, "shop-backend", service=True)
+    recorded = client.post("/api/errors/", json={**body, "user": 8}, headers=service)
+    assert (recorded.status_code, recorded.json()["user_id"]) == (201, 8)
+    assert [r[1] for r in log_rows(database_url)] == [7, 7, 8]

@@ -343,3 +343,76 @@ def test_non_staff_may_neither_read_nor_write(client: TestClient[Any], settings:
         assert client.delete(f"/api/daily/{ids['2026-01-01']}/", headers=headers).status_code == 403
     assert client.get("/api/daily/", headers={"Authorization": ""}).status_code == 401
     assert len(stored(database_url)) == 5
+
+
+# `new_users` is the original product's documented name for `new_registrations`: served beside it, written
+# under either name (never both), stored in the one column.
+SAME_FIGURE = ("new_users", "the same field as `new_registrations`: send one of them")
+
+
+def registrations(database_url: str) -> list[tuple[Any, ...]]:
+    return rows(database_url, "SELECT date::text, new_registrations FROM daily_analytics ORDER BY date")
+
+
+def test_every_row_answered_carries_new_users(client: TestClient[Any], database_url: str) -> None:
+    # A row as the periodic task writes it (straight into the table), and one through the API.
+    rows(database_url, "INSERT INTO daily_analytics (date, new_registrations) VALUES ('2026-01-04', 6) RETURNING id")
+    created = create(client, {"date": "2026-01-05", "new_registrations": 4})
+    assert (created["new_registrations"], created["new_users"]) == (4, 4)
+    assert client.get(f"/api/daily/{created['id']}/").json() == created
+    listed = client.get("/api/daily/").json()["results"]
+    assert [(r["date"], r["new_registrations"], r["new_users"]) for r in listed] == [
+        ("2026-01-05", 4, 4),
+        ("2026-01-04", 6, 6),
+    ]
+    assert rows(
+        database_url, "SELECT count(*)::int FROM information_schema.columns WHERE column_name = 'new_users'"
+    ) == [(0,)]
+
+
+@pytest.mark.parametrize("name", ["new_users", "new_registrations"])
+@pytest.mark.parametrize("method", ["post", "put", "patch"])
+def test_writes_take_either_name(client: TestClient[Any], database_url: str, method: str, name: str) -> None:
+    created = create(client, {"date": "2026-01-05"}) if method != "post" else None
+    url = "/api/daily/" if created is None else f"/api/daily/{created['id']}/"
+    body = {k: v for k, v in full_body("2026-01-05").items() if k != "new_registrations"} if method == "put" else {}
+    response = getattr(client, method)(url, json={"date": "2026-01-05", **body, name: 17})
+    assert response.status_code == (201 if method == "post" else 200), response.text
+    assert (response.json()["new_registrations"], response.json()["new_users"]) == (17, 17)
+    assert registrations(database_url) == [("2026-01-05", 17)]
+
+
+def test_put_without_either_name_names_the_column(client: TestClient[Any], database_url: str) -> None:
+    created = create(client, {"date": "2026-01-05", "new_registrations": 3})
+    body = {k: v for k, v in full_body("2026-01-05").items() if k != "new_registrations"}
+    assert error(client.put(f"/api/daily/{created['id']}/", json=body)) == (
+        400,
+        [("new_registrations", "required field is missing")],
+    )
+    assert registrations(database_url) == [("2026-01-05", 3)]
+
+
+@pytest.mark.parametrize("method", ["post", "put", "patch"])
+def test_both_names_are_refused_and_nothing_is_written(client: TestClient[Any], database_url: str, method: str) -> None:
+    created = create(client, {"date": "2026-01-05", "new_registrations": 3})
+    url = "/api/daily/" if method == "post" else f"/api/daily/{created['id']}/"
+    body = full_body("2026-01-06") if method == "put" else {"date": "2026-01-06"}
+    # Refused even when both carry the same value; every other problem is named beside it.
+    for both in ({"new_users": 5, "new_registrations": 5}, {"new_users": 5, "new_registrations": 6, "visitors": 1}):
+        status, errors = error(getattr(client, method)(url, json={**body, **both}))
+        assert (status, errors[0]) == (400, SAME_FIGURE)
+        assert errors[1:] == ([("visitors", "unknown field")] if "visitors" in both else [])
+    assert registrations(database_url) == [("2026-01-05", 3)]
+
+
+@pytest.mark.parametrize("method", ["post", "put", "patch"])
+def test_a_bad_new_users_is_named_as_sent(client: TestClient[Any], database_url: str, method: str) -> None:
+    created = create(client, {"date": "2026-01-05", "new_registrations": 3})
+    url = "/api/daily/" if method == "post" else f"/api/daily/{created['id']}/"
+    body = {k: v for k, v in full_body("2026-01-06").items() if k != "new_registrations"} if method == "put" else {}
+    for value, message in [
+        (-1, "Expected `int` >= 0"), ("many", "Expected `int`, got `str`"), (None, "Expected `int`, got `null`"),
+    ]:  # fmt: skip
+        sent = {"date": "2026-01-06", **body, "new_users": value}
+        assert error(getattr(client, method)(url, json=sent)) == (400, [("new_users", message)])
+    assert registrations(database_url) == [("2026-01-05", 3)]

@@ -333,3 +333,60 @@ def test_only_staff_write(client: TestClient[Any], settings: Settings, database_
         assert client.patch(own, json={"page_views": 1000}, headers=headers).status_code == 403
         assert client.delete(own, headers=headers).status_code == 403
     assert stored(database_url) == before
+
+
+# `user` is the original product's documented name for `user_id`: served beside it, written under either name
+# (never both), stored in the one column; the `?user=` filter is unchanged.
+SAME_ID = ("user", "the same field as `user_id`: send one of them")
+
+
+def test_every_row_answered_carries_user(client: TestClient[Any], database_url: str) -> None:
+    rows(database_url, "INSERT INTO user_analytics (user_id, date) VALUES (9, '2026-01-04') RETURNING id")
+    created = create(client, {"user_id": 7, "date": "2026-01-05"})
+    assert (created["user_id"], created["user"]) == (7, 7)
+    assert client.get(f"/api/user-analytics/{created['id']}/").json() == created
+    listed = client.get("/api/user-analytics/").json()["results"]
+    assert [(r["user_id"], r["user"]) for r in listed] == [(7, 7), (9, 9)]
+    assert [(r["user_id"], r["user"]) for r in client.get("/api/user-analytics/?user=9").json()["results"]] == [(9, 9)]
+
+
+@pytest.mark.parametrize("name", ["user", "user_id"])
+@pytest.mark.parametrize("method", ["post", "put", "patch"])
+def test_writes_take_either_name(client: TestClient[Any], database_url: str, method: str, name: str) -> None:
+    created = create(client, {"user_id": 7, "date": "2026-01-05"}) if method != "post" else None
+    url = "/api/user-analytics/" if created is None else f"/api/user-analytics/{created['id']}/"
+    body = {k: v for k, v in full_body(0, "2026-01-05").items() if k != "user_id"} if method == "put" else {}
+    response = getattr(client, method)(url, json={"date": "2026-01-05", **body, name: 12})
+    assert response.status_code == (201 if method == "post" else 200), response.text
+    assert (response.json()["user_id"], response.json()["user"]) == (12, 12)
+    assert [r[:2] for r in stored(database_url)] == [(12, "2026-01-05")]
+
+
+@pytest.mark.parametrize("method", ["post", "put"])
+def test_post_and_put_require_a_user_under_either_name(client: TestClient[Any], database_url: str, method: str) -> None:
+    created = create(client, {"user_id": 7, "date": "2026-01-05"})
+    url = "/api/user-analytics/" if method == "post" else f"/api/user-analytics/{created['id']}/"
+    body = {k: v for k, v in full_body(0, "2026-01-06").items() if k != "user_id"}
+    assert error(getattr(client, method)(url, json=body)) == (400, [("user_id", "required field is missing")])
+    assert [r[:2] for r in stored(database_url)] == [(7, "2026-01-05")]
+
+
+@pytest.mark.parametrize("method", ["post", "put", "patch"])
+def test_both_names_are_refused_and_nothing_is_written(client: TestClient[Any], database_url: str, method: str) -> None:
+    created = create(client, {"user_id": 7, "date": "2026-01-05"})
+    before = stored(database_url)
+    url = "/api/user-analytics/" if method == "post" else f"/api/user-analytics/{created['id']}/"
+    body = full_body(8, "2026-01-06") if method == "put" else {"user_id": 8, "date": "2026-01-06"}
+    for user in (8, 9):  # refused even when both carry the same id
+        assert error(getattr(client, method)(url, json={**body, "user": user})) == (400, [SAME_ID])
+    assert stored(database_url) == before
+
+
+def test_a_bad_user_is_named_as_sent(client: TestClient[Any], database_url: str) -> None:
+    for value, message in [
+        (0, "Expected `int` >= 1"), ("7", "Expected `int`, got `str`"),
+        (2**63, "integers must fit in 64 bits (-2^63 to 2^63 - 1)"),
+    ]:  # fmt: skip
+        response = client.post("/api/user-analytics/", json={"user": value, "date": "2026-01-05"})
+        assert error(response) == (400, [("user", message)])
+    assert stored(database_url) == []
