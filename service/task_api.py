@@ -60,7 +60,7 @@ class Task(msgspec.Struct):
     enabled: bool
     enabled_source: Source
     next_run: datetime | None  # None when disabled
-    changed_by: str | None  # who last changed it through the API (`user:7`, `service:backend`), and when
+    changed_by: str | None  # who last changed it through the API (a user's id, `7`; a service's name), and when
     changed_at: datetime | None
     last_run: Run | None
 
@@ -186,11 +186,10 @@ class TasksController(Controller):
                 parse_cron(change.schedule)
             except ValueError as exc:
                 raise InvalidInput([FieldError("schedule", str(exc))]) from None
-        principal = principal_of(request)
         params = {
             "name": spec.name, "schedule": sent.get("schedule"), "enabled": sent.get("enabled"),
             "set_schedule": "schedule" in sent, "set_enabled": "enabled" in sent,
-            "by": f"{principal.kind}:{principal.subject}",
+            "by": principal_of(request).subject,
         }  # fmt: skip
         async with resources.pool.connection() as conn:
             await conn.execute(_CHANGE, params)
@@ -223,7 +222,10 @@ class TasksController(Controller):
     async def runs(
         self,
         resources: NamedDependency[Resources],
-        task: FromQuery[str | None] = None,
+        task: Annotated[
+            str | None,
+            QueryParameter(max_length=100, description="`update_daily_analytics` or `update-daily-analytics`"),
+        ] = None,
         status: FromQuery[RunStatus | None] = None,
         since: FromQuery[datetime | None] = None,
         until: FromQuery[datetime | None] = None,

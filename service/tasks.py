@@ -161,6 +161,8 @@ class ScheduleBook:
         self._tests: dict[str, Callable[[datetime], bool]] = {}
 
     def reload(self) -> None:
+        """The plan again, with the changes stored now (each changed task logged); on a database error, a warning
+        and the last plan."""
         assert self.settings.database_url is not None
         try:
             with psycopg.connect(self.settings.database_url, connect_timeout=5) as conn:
@@ -168,16 +170,29 @@ class ScheduleBook:
         except psycopg.Error as exc:
             log.warning("could not reload the task schedules (%s); keeping the last ones", first_line(exc))
             return
-        self.plans = {plan.spec.name: plan for plan in planned(self.settings, stored)}
+        plans = {plan.spec.name: plan for plan in planned(self.settings, stored)}
+        for name, plan in plans.items():
+            was = self.plans.get(name)
+            if was is None or (was.schedule, was.enabled) != (plan.schedule, plan.enabled):
+                log.info(
+                    "task %s: schedule %r (%s), %s (%s)", name, plan.schedule, plan.schedule_source,
+                    "enabled" if plan.enabled else "disabled", plan.enabled_source,
+                )  # fmt: skip
+        self.plans = plans
 
     def due(self, name: str, moment: datetime) -> bool:
         """Whether task `name` runs at `moment` (naive UTC, as huey's scheduler gives it)."""
         plan = self.plans[name]
         if not plan.enabled:
             return False
-        if plan.schedule not in self._tests:
-            self._tests[plan.schedule] = parse_cron(plan.schedule)
-        return self._tests[plan.schedule](moment)
+        test = self._tests.get(plan.schedule)
+        if test is None:
+            try:
+                test = self._tests[plan.schedule] = parse_cron(plan.schedule)
+            except ValueError as exc:  # a row written past the API: this task waits, the others still run
+                log.warning("task %s: schedule %r is not valid (%s); not run", name, plan.schedule, exc)
+                return False
+        return test(moment)
 
 
 def create_queue(settings: Settings, immediate: bool = False, book: ScheduleBook | None = None) -> TaskQueue:

@@ -62,6 +62,40 @@ def test_wrong_values_name_the_variable(env: dict[str, str], message: str) -> No
     assert "\n" not in str(info.value)
 
 
+def test_task_settings_take_either_documented_name() -> None:
+    settings = from_env(
+        {
+            "TASK_SCHEDULES": " update-daily-analytics = */5 * * * * ; process_error_logs=0 * * * *;",
+            "TASKS_DISABLED": "cleanup-old-analytics, refresh_rollups,",
+        },
+        dotenv=None,
+    )
+    assert settings.task_schedules() == {"update_daily_analytics": "*/5 * * * *", "process_error_logs": "0 * * * *"}
+    assert settings.disabled_tasks() == {"cleanup_old_analytics", "refresh_rollups"}
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"TASK_SCHEDULES": "nope=* * * * *"}, "TASK_SCHEDULES: expected `task=cron` with a known task, got 'nope="),
+        ({"TASK_SCHEDULES": "update_daily-analytics=* * * * *"},
+         "TASK_SCHEDULES: expected `task=cron` with a known task, got 'update_daily-analytics="),
+        ({"TASK_SCHEDULES": "refresh_rollups"},
+         "TASK_SCHEDULES: expected `task=cron` with a known task, got 'refresh_rollups'"),
+        ({"TASK_SCHEDULES": "refresh-rollups=61 * * * *"}, "TASK_SCHEDULES: refresh-rollups: 61 is not a valid input"),
+        ({"TASK_SCHEDULES": "refresh_rollups=* * *"},
+         "TASK_SCHEDULES: refresh_rollups: expected 5 cron fields (minute hour day month weekday), got '* * *'"),
+        ({"TASKS_DISABLED": "refresh_rollups,nope"}, "TASKS_DISABLED: unknown task 'nope'"),
+        ({"TASKS_DISABLED": "refresh-rollups_"}, "TASKS_DISABLED: unknown task 'refresh-rollups_'"),
+    ],
+)  # fmt: skip
+def test_wrong_task_settings_name_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        from_env(env, dotenv=None)
+    assert str(info.value).startswith(message)
+    assert "\n" not in str(info.value)
+
+
 def test_cli_stops_with_one_line(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "service", "migrate"],

@@ -1,13 +1,18 @@
-"""Periodic tasks: the schedule table, overrides, locks, run records, the API, and each task's effect on the rows."""
+"""Periodic tasks: the schedule table, both names of a task, overrides and their precedence, the worker's plan and
+minute-aligned checks, locks, run records, the API, and each task's effect on the rows."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import psycopg
 import pytest
 import redis
@@ -18,9 +23,17 @@ from prometheus_client import REGISTRY
 from service import scheduling
 from service.ingest.schemas import GeoRecord
 from service.live import DEAD_LETTERS, LiveWriter
-from service.scheduling import TaskSpec
+from service.scheduling import TASKS, Stored, TaskSpec, lookup, planned, schedule_name
 from service.settings import Settings
-from service.tasks import LOCK_PREFIX, close_interrupted_runs, create_queue, execute
+from service.tasks import (
+    LOCK_PREFIX,
+    MinuteScheduler,
+    ScheduleBook,
+    close_interrupted_runs,
+    create_queue,
+    execute,
+)
+from tests.processes import free_port
 from tests.support import act, at, rows, staff_client, store
 
 # DESIGN.md section 9 (the seed's table), plus the rollup refresh of this service.
@@ -64,6 +77,134 @@ def test_overrides_and_disabled_tasks(database_url: str, redis_url: str, setting
     due_default = {t.name for t in create_queue(settings_for(database_url, redis_url)).huey.read_periodic(
         datetime(2026, 1, 5, 2, 0))}  # fmt: skip
     assert "cleanup_old_analytics" in due_default
+
+
+def test_either_documented_name_finds_the_task() -> None:
+    for spec in TASKS:
+        assert lookup(spec.name) is spec and lookup(schedule_name(spec.name)) is spec
+    daily = lookup("update-daily-analytics")
+    assert daily is not None and daily.name == "update_daily_analytics"
+    assert schedule_name(daily.name) == "update-daily-analytics"
+    for wrong in ("update_daily-analytics", "Update_Daily_Analytics", "nope", "", "update_daily_analytics\x00",
+                  "x" * 10_000):  # fmt: skip
+        assert lookup(wrong) is None, wrong
+
+
+def _plans(settings: Settings, stored: dict[str, Stored] | None = None) -> dict[str, tuple[Any, ...]]:
+    return {p.spec.name: (p.schedule, p.schedule_source, p.enabled, p.enabled_source)
+            for p in planned(settings, stored)}  # fmt: skip
+
+
+def test_a_stored_change_wins_over_the_environment_which_wins_over_the_default(
+    settings_for: Callable[..., Settings],
+) -> None:
+    settings = settings_for(
+        None, None,
+        TASK_SCHEDULES="update-daily-analytics=*/5 * * * *;process_error_logs=0 * * * *",
+        TASKS_DISABLED="cleanup_old_analytics,generate-analytics-reports",
+    )  # fmt: skip
+    configured = _plans(settings)
+    assert configured["update_daily_analytics"] == ("*/5 * * * *", "environment", True, "default")
+    assert configured["process_error_logs"] == ("0 * * * *", "environment", True, "default")
+    assert configured["cleanup_old_analytics"] == ("0 2 * * *", "default", False, "environment")
+    assert configured["generate_analytics_reports"] == ("0 3 * * *", "default", False, "environment")
+    assert configured["refresh_rollups"] == ("* * * * *", "default", True, "default")
+
+    when = datetime(2026, 11, 28, 12, tzinfo=UTC)
+    stored = {
+        "update_daily_analytics": Stored("*/7 * * * *", None, "1", when),  # over TASK_SCHEDULES
+        "process_error_logs": Stored(None, False, "1", when),  # switched off, its TASK_SCHEDULES schedule kept
+        "cleanup_old_analytics": Stored(None, True, "1", when),  # over TASKS_DISABLED
+        "generate_analytics_reports": Stored(None, None, "1", when),  # both reset: the configuration applies
+        "refresh_rollups": Stored("*/2 * * * *", False, "1", when),  # over the defaults
+        "no_longer_a_task": Stored("* * * * *", False, "1", when),  # ignored
+    }
+    changed = _plans(settings, stored)
+    assert changed["update_daily_analytics"] == ("*/7 * * * *", "api", True, "default")
+    assert changed["process_error_logs"] == ("0 * * * *", "environment", False, "api")
+    assert changed["cleanup_old_analytics"] == ("0 2 * * *", "default", True, "api")
+    assert changed["generate_analytics_reports"] == ("0 3 * * *", "default", False, "environment")
+    assert changed["refresh_rollups"] == ("*/2 * * * *", "api", False, "api")
+    assert set(changed) == {spec.name for spec in TASKS}
+    untouched = set(changed) - set(stored)
+    assert {name: changed[name] for name in untouched} == {name: configured[name] for name in untouched}
+
+
+def test_the_worker_plan_reloads_and_keeps_the_last_one_when_the_database_is_away(
+    settings: Settings, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    book = ScheduleBook(settings)
+    moment = datetime(2026, 1, 5, 2, 5)  # naive UTC, as huey's scheduler gives it
+    assert not book.due("process_error_logs", moment)  # */10
+    with psycopg.connect(database_url) as conn:
+        conn.execute("INSERT INTO task_schedules (task_name, schedule, changed_by) "
+                     "VALUES ('process_error_logs', '*/5 * * * *', '1')")  # fmt: skip
+        conn.execute("INSERT INTO task_schedules (task_name, enabled, changed_by) "
+                     "VALUES ('refresh_rollups', false, '1')")  # fmt: skip
+    book.reload()
+    assert book.due("process_error_logs", moment) and not book.due("refresh_rollups", moment)
+    # PostgreSQL unreachable: a warning, and the last plan still holds.
+    book.settings = msgspec.structs.replace(settings, database_url=f"postgresql://127.0.0.1:{free_port()}/gone")
+    with caplog.at_level(logging.WARNING, logger="service.tasks"):
+        book.reload()
+    assert "could not reload the task schedules" in caplog.text
+    assert book.due("process_error_logs", moment) and not book.due("refresh_rollups", moment)
+
+
+def test_an_invalid_stored_schedule_stops_only_its_task(
+    settings: Settings, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with psycopg.connect(database_url) as conn:  # written past the API, which refuses it
+        conn.execute("INSERT INTO task_schedules (task_name, schedule, changed_by) "
+                     "VALUES ('process_error_logs', 'every minute', 'psql')")  # fmt: skip
+    book = ScheduleBook(settings)
+    book.reload()
+    huey = create_queue(settings, book=book).huey
+    with caplog.at_level(logging.WARNING, logger="service.tasks"):
+        due = {t.name for t in huey.read_periodic(datetime(2026, 1, 5, 2, 0))}
+    assert "refresh_rollups" in due and "cleanup_old_analytics" in due and "process_error_logs" not in due
+    assert "task process_error_logs: schedule 'every minute' is not valid" in caplog.text
+
+
+def test_the_scheduler_checks_at_whole_minutes_once_each_on_the_reloaded_plan(
+    settings: Settings, database_url: str
+) -> None:
+    book = ScheduleBook(settings)
+    huey = create_queue(settings, book=book).huey
+    scheduler = MinuteScheduler(book, huey=huey, stop_flag=threading.Event(), interval=1, periodic=True)
+    # huey would check at its start and every 60 s from there; this one at the next whole wall-clock minute.
+    first_check = time.time() + scheduler._next_periodic - time.monotonic()
+    assert first_check > time.time() and first_check % 60 < 0.5
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "INSERT INTO task_schedules (task_name, schedule, changed_by) "
+            "VALUES ('process_error_logs', '* * * * *', '1'), ('cleanup_old_analytics', '* * * * *', '1')"
+        )
+        conn.execute("INSERT INTO task_schedules (task_name, enabled, changed_by) "
+                     "VALUES ('refresh_rollups', false, '1')")  # fmt: skip
+    if time.time() % 60 > 57:  # both checks below in one minute
+        time.sleep(60 - time.time() % 60 + 0.1)
+    scheduler.enqueue_periodic_tasks(None)
+    queued = sorted(t.name for t in huey.pending())
+    assert "process_error_logs" in queued and "cleanup_old_analytics" in queued and "refresh_rollups" not in queued
+    minute = datetime.now(UTC).replace(second=0, microsecond=0, tzinfo=None)
+    assert queued == sorted(name for name in book.plans if book.due(name, minute))
+    scheduler.enqueue_periodic_tasks(None)  # a second check in the same minute enqueues nothing
+    assert sorted(t.name for t in huey.pending()) == queued
+    after = time.time() + scheduler._next_periodic - time.monotonic()
+    assert after > time.time() and after % 60 < 0.5
+
+
+def test_a_disabled_task_still_runs_when_asked(client: TestClient[Any], settings: Settings, database_url: str) -> None:
+    assert client.patch("/api/tasks/process-error-logs/", json={"enabled": False}).json()["enabled"] is False
+    queued = client.post("/api/tasks/process-error-logs/run/")
+    assert queued.status_code == 202
+    huey = create_queue(settings).huey
+    message = huey.dequeue()  # what the worker does with it
+    assert huey.execute(message) == "success"
+    assert rows(database_url, "SELECT id, task_name, trigger, status FROM task_runs") == [
+        (queued.json()["run_id"], "process_error_logs", "manual", "success")
+    ]
 
 
 def metric(name: str, **labels: str) -> float:
