@@ -50,7 +50,8 @@ def summary(request: pytest.FixtureRequest) -> Iterator[None]:
         print(
             f"\nschemathesis: {len({op for op, _ in ANSWERS})} operations, {sum(ANSWERS.values())} requests, "
             f"{EXAMPLES_PER_OPERATION} examples each; answers by status: {statuses}; "
-            f"server errors: {sum(n for s, n in by_status.items() if s >= 500)}"
+            f"server errors: {sum(n for s, n in by_status.items() if s >= 500)}; every status checked against the "
+            "operation's declared ones (a 5xx or an undeclared status fails its test)"
         )
 
 
