@@ -119,18 +119,27 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         wait=args.wait,
     )
-    return demo.run(settings, options)
+    return demo.run(_signing(settings), options)
+
+
+def _signing(settings: Settings) -> Settings:
+    """The settings to sign tokens with: without JWT_SECRET (HS256), the development stack's secret that
+    `analytics dev` keeps in the data directory, so the tokens work against that stack."""
+    from pathlib import Path
+
+    from service.dev import dev_jwt_secret
+
+    if settings.jwt_algorithm == "HS256" and settings.jwt_secret is None:
+        settings = msgspec.structs.replace(settings, jwt_secret=dev_jwt_secret(Path(settings.data_dir), create=False))
+    return settings
 
 
 def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from service.auth.tokens import issue_token
-    from service.dev import dev_jwt_secret
 
-    if settings.jwt_algorithm == "HS256" and settings.jwt_secret is None:
-        # The development stack's secret (`analytics dev` made it): the token works against that stack.
-        settings = msgspec.structs.replace(settings, jwt_secret=dev_jwt_secret(Path(settings.data_dir), create=False))
+    settings = _signing(settings)
     private_key = Path(args.private_key).read_bytes() if args.private_key else None
     subject = args.service if args.service else str(args.user)
     token = issue_token(
@@ -236,7 +245,8 @@ def parser() -> argparse.ArgumentParser:
     token.add_argument("--lifetime", type=_positive, default=3600, metavar="SECONDS", help="default 3600")
     token.add_argument("--private-key", metavar="PEM", help="RS256: the issuer's private key file")
     demo = sub.add_parser(
-        "demo", help="send a simulated platform's activity through a running API (needs the API's JWT_SECRET)"
+        "demo",
+        help="send a simulated platform's activity through a running API (signed with JWT_SECRET, else the dev secret)",
     )
     demo.add_argument("--url", help="API base URL (default http://ANALYTICS_HOST:ANALYTICS_PORT)")
     demo.add_argument("--communities", type=_positive, default=12, help="communities (default 12)")

@@ -73,6 +73,7 @@ AGE_MARGIN = timedelta(minutes=10)
 METRIC_SLOT = timedelta(minutes=15)  # as the update_system_metrics task samples
 LIVE_TICK = 2.0  # seconds between live rounds
 REQUEST_DEADLINE = 120.0  # seconds one request may spend on retries (429, 503, broken connections)
+CHECK_DEADLINE = 5.0  # seconds the first look at the API may take before the demo gives up
 TOKEN_LIFETIME = 3600.0
 
 
@@ -659,10 +660,11 @@ class Api:
         body: bytes | None = None,
         headers: dict[str, str] | None = None,
         auth: bool = True,
+        deadline: float | None = None,
     ) -> tuple[int, bytes]:
         """Send one request; 429/503 are retried after Retry-After and broken connections after a backoff,
-        for up to REQUEST_DEADLINE seconds. Returns the status and body of the final answer."""
-        deadline = time.monotonic() + REQUEST_DEADLINE
+        for up to `deadline` seconds (REQUEST_DEADLINE). Returns the status and body of the final answer."""
+        deadline = time.monotonic() + (REQUEST_DEADLINE if deadline is None else deadline)
         delay = 0.25
         while True:
             sent = dict(headers or {})
@@ -690,6 +692,17 @@ class Api:
                     time.sleep(pause)
                     continue
             return answer.status, data
+
+    def check(self, seconds: float = CHECK_DEADLINE) -> None:
+        """DemoError at once (within `seconds`) when the API does not answer `/health` at the URL."""
+        try:
+            status, _ = self.request("GET", "/health", auth=False, deadline=seconds)
+        except DemoError:
+            raise DemoError(
+                f"cannot reach the API at {self.describe()} (is it running? `make dev` starts it)"
+            ) from None
+        if status != 200:
+            raise DemoError(f"{self.describe()}/health answered {status}: is this the analytics API?")
 
     def describe(self) -> str:
         port = f":{self.port}" if self.port else ""
@@ -855,6 +868,11 @@ def run(settings: Settings, options: Options, out: TextIO | None = None, err: Te
     start = history_window(settings, options.days, now)
     api = Api(options.url, settings)
     api.token()  # a missing JWT_SECRET is a configuration error: say so before anything else
+    try:
+        api.check()  # nothing answering at the URL: say so at once, not after minutes of retries
+    except DemoError as exc:
+        err.write(f"analytics demo: {exc}\n")
+        return 1
     # As history() draws: the same seed, the same world and events. Simulated data, not security.
     rng = random.Random(options.seed)  # noqa: S311
     world = build_world(rng, options.communities, options.users, start, now)

@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -23,6 +24,7 @@ from service.cli import main
 from service.db import sync_pool
 from service.demo import (
     AGE_MARGIN,
+    CHECK_DEADLINE,
     TASKS,
     Api,
     Community,
@@ -36,6 +38,7 @@ from service.demo import (
     history,
     history_window,
 )
+from service.dev import dev_jwt_secret
 from service.errorlog.schemas import ErrorLogCreate
 from service.ingest.schemas import PlatformEvent, TrackActivity, TrackGeo
 from service.ingest.worker import IngestWorker
@@ -290,20 +293,43 @@ def test_history_stays_inside_track_max_age(settings_for: Any) -> None:
     assert history_window(settings, 0, now) == now
 
 
-def test_demo_needs_the_jwt_secret(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_needs_the_jwt_secret(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     monkeypatch.delenv("JWT_SECRET", raising=False)
+    monkeypatch.setenv("ANALYTICS_DATA_DIR", str(tmp_path / ".analytics"))  # no `analytics dev` secret there either
     assert main(["demo", "--url", "http://127.0.0.1:9", "--days", "1"]) == 2
-    assert "JWT_SECRET" in capsys.readouterr().err
+    assert "JWT_SECRET: unset, and no development secret in" in capsys.readouterr().err
 
 
-def test_an_unreachable_api_is_reported(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    demo_env(monkeypatch)
-    monkeypatch.setattr("service.demo.REQUEST_DEADLINE", 1.0)
+def closed_port() -> int:
     with socket.socket() as closed:  # a port nothing listens on
         closed.bind(("127.0.0.1", 0))
-        port = closed.getsockname()[1]
-    assert main(["demo", "--url", f"http://127.0.0.1:{port}", "--users", "20", "--days", "1"]) == 1
+        return int(closed.getsockname()[1])
+
+
+def test_the_dev_stacks_secret_signs_the_demos_tokens_as_analytics_token_does(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.delenv("JWT_SECRET", raising=False)
+    data = tmp_path / ".analytics"
+    dev_jwt_secret(data, create=True)  # what `analytics dev` leaves behind
+    monkeypatch.setenv("ANALYTICS_DATA_DIR", str(data))
+    port = closed_port()
+    assert main(["demo", "--url", f"http://127.0.0.1:{port}", "--days", "1"]) == 1  # past the secret: the API
     assert f"cannot reach the API at http://127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_an_unreachable_api_is_reported_at_once(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    demo_env(monkeypatch)
+    port = closed_port()
+    started = time.monotonic()
+    assert main(["demo", "--url", f"http://127.0.0.1:{port}", "--users", "20", "--days", "1"]) == 1
+    assert time.monotonic() - started < CHECK_DEADLINE + 5  # not REQUEST_DEADLINE (120 s) of retries
+    err = capsys.readouterr().err
+    assert f"cannot reach the API at http://127.0.0.1:{port} (is it running? `make dev` starts it)" in err
 
 
 def test_progress_bar_on_a_terminal() -> None:
