@@ -18,6 +18,7 @@ from service.auth.middleware import authentication_middleware
 from service.auth.ratelimit import RateLimiter, limiting
 from service.community.api import CommunityAnalyticsController
 from service.db import DatabaseUnavailable, async_pool, detect_engine_async
+from service.docs_ui import assets_router, render_plugins
 from service.errorlog.api import ErrorGroupsController, ErrorLogsController
 from service.errors import EXCEPTION_HANDLERS
 from service.geo.api import GeoAnalyticsController
@@ -145,6 +146,7 @@ def create_app(settings: Settings) -> Litestar:
             SystemMetricsController,
             ErrorLogsController,
             ErrorGroupsController,
+            assets_router(),
         ],
         request_max_body_size=settings.track_max_body_bytes,
         cors_config=cors(settings),
@@ -159,6 +161,7 @@ def create_app(settings: Settings) -> Litestar:
             version=__version__,
             description="Tracking, reports and CRUD for community, geo-restriction and system analytics.",
             path="/docs",
+            render_plugins=render_plugins(),
         ),
     )
     declare_error_answers(app.openapi_schema)
