@@ -139,12 +139,12 @@ def _app_env(env: dict[str, str], name: str, data: Path) -> dict[str, str]:
     return env
 
 
-def _watch(children: list[_Supervised], now: Callable[[], float] = time.monotonic) -> int:
+def _watch(children: list[_Supervised]) -> int:
     """Restart children that exit, with a backoff; 1 when one exits too often to keep the stack up."""
     while True:
         for unit in children:
             if unit.due is not None:
-                if now() >= unit.due:
+                if time.monotonic() >= unit.due:
                     unit.due = None
                     try:
                         unit.start()
@@ -156,7 +156,7 @@ def _watch(children: list[_Supervised], now: Callable[[], float] = time.monotoni
             if code is None:
                 continue
             unit.child.stop()  # closes what the dead process left open (its log file)
-            unit.restarts = [t for t in unit.restarts if now() - t < RESTART_WINDOW]
+            unit.restarts = [t for t in unit.restarts if time.monotonic() - t < RESTART_WINDOW]
             if len(unit.restarts) >= MAX_RESTARTS:
                 log.error(
                     "%s exited with code %s, %d restarts within %.0fs; stopping the stack",
@@ -164,8 +164,8 @@ def _watch(children: list[_Supervised], now: Callable[[], float] = time.monotoni
                 )  # fmt: skip
                 return 1
             delay = min(BACKOFF_FIRST * 2 ** len(unit.restarts), BACKOFF_MAX)
-            unit.restarts.append(now())
-            unit.due = now() + delay
+            unit.restarts.append(time.monotonic())
+            unit.due = time.monotonic() + delay
             log.warning("%s exited with code %s; starting it again in %.2fs", unit.child.name, code, delay)
         time.sleep(0.2)
 

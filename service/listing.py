@@ -223,9 +223,7 @@ def decode_body(
         if alias in sent and field in sent
     ]
     used = {field: alias for alias, field in aliases.items() if alias in sent and field not in sent}
-    sent = {
-        aliases.get(name, name) if name in aliases and name not in read_only else name: v for name, v in sent.items()
-    }
+    sent = {aliases.get(name, name): raw for name, raw in sent.items()}
     info = msgspec.structs.fields(body_type)
     known = {field.encode_name for field in info}
     errors += [FieldError(used.get(name, name), "read-only field") for name in sent if name in read_only]

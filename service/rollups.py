@@ -147,7 +147,8 @@ def refresh(conn: psycopg.Connection[Any], engine: Engine, now: datetime | None 
             done.session_ranges = len(activity)
         except psycopg.Error as exc:
             log.error("refreshing sessions failed: %s", first_line(exc))
-            done.failed["sessions"], failed_sources = first_line(exc), failed_sources | {"activity"}
+            done.failed["sessions"] = first_line(exc)
+            failed_sources.add("activity")
         if engine == "postgres":
             registry = conn.execute("SELECT name, width, source FROM rollup_registry ORDER BY position").fetchall()
             for name, width, source in registry:
@@ -156,7 +157,8 @@ def refresh(conn: psycopg.Connection[Any], engine: Engine, now: datetime | None 
                         done.buckets[name] = _refresh_twin(conn, name, width, by_source.get(source, []), now)
                 except psycopg.Error as exc:
                     log.error("refreshing %s failed: %s", name, first_line(exc))
-                    done.failed[name], failed_sources = first_line(exc), failed_sources | {source}
+                    done.failed[name] = first_line(exc)
+                    failed_sources.add(source)
         consumed = [row_id for row_id, source, _, _ in invalidations if source not in failed_sources]
         with conn.transaction():
             conn.execute("DELETE FROM rollup_invalidations WHERE id = ANY(%s)", (consumed,))

@@ -23,6 +23,7 @@ from service.openapi import json_body
 from service.resources import Resources
 from service.scheduling import (
     STORED_SQL,
+    Source,
     TaskSpec,
     lookup,
     next_run,
@@ -42,9 +43,6 @@ class Run(msgspec.Struct):
     finished_at: datetime | None
     error: str | None
     details: dict[str, Any]
-
-
-Source = Literal["default", "environment", "api"]
 
 
 class Task(msgspec.Struct):

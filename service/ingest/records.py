@@ -31,10 +31,9 @@ def _no_nul(fields: dict[str, str | None]) -> None:
     """PostgreSQL text cannot hold NUL characters: refuse them here rather than fail at ingest."""
     errors = []
     for name, value in fields.items():
-        try:
-            client_json.check(value, name)
-        except InvalidInput as exc:
-            errors += exc.errors
+        if (found := client_json.problem(value)) is not None:
+            where, message = found
+            errors.append(FieldError(name + where, message))
     if errors:
         raise InvalidInput(errors)
 
