@@ -24,6 +24,7 @@ from service.errors import EXCEPTION_HANDLERS
 from service.geo.api import GeoAnalyticsController
 from service.head_requests import HeadAsGet
 from service.health import HealthController
+from service.ingest import countries
 from service.ingest.api import CommunityTrackController, EventsController, GeoTrackController
 from service.ingest.geoip import GeoResolver
 from service.live import LiveWriter
@@ -99,6 +100,7 @@ def create_app(settings: Settings) -> Litestar:
             redis_url, socket_timeout=settings.redis_timeout, socket_connect_timeout=settings.redis_timeout
         )
         geoip = GeoResolver(settings.geoip_database) if settings.geoip_database else None
+        countries.warm()  # once per process (about a second), before the first geo decision asks for a name
         try:
             async with pool.connection() as conn:
                 engine = await detect_engine_async(conn)

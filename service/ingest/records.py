@@ -9,6 +9,7 @@ from uuid import uuid4
 
 from service import client_json
 from service.errors import FieldError, InvalidInput
+from service.ingest.countries import country_code
 from service.ingest.geoip import Place
 from service.ingest.schemas import ActivityRecord, GeoRecord, PlatformEvent, TrackActivity, TrackGeo
 from service.settings import Settings
@@ -80,12 +81,13 @@ def geo_record(
     if item.location is not None:
         loc = item.location
         _no_nul({"location.country": loc.country, "location.region": loc.region, "location.city": loc.city})
+        found = country_code(loc.country)
         as_code = len(loc.country) == 2 and loc.country.isascii() and loc.country.isalpha()
-        if as_code and loc.country_code and loc.country.upper() != loc.country_code.upper():
-            # A name is not checked against the code (no country table ships with the service); two codes are.
+        if as_code and loc.country_code and found != loc.country_code.upper():
+            # A code (or "UK") must agree with a sent code; a longer name is not checked (names are many and disputed)
             raise InvalidInput([FieldError("location.country_code", f"does not match `country` {loc.country!r}")])
-        code = loc.country_code or (loc.country if as_code else None)
-        place: Place | None = Place(loc.country, code.upper() if code else None, loc.region, loc.city)
+        code = loc.country_code.upper() if loc.country_code else found
+        place: Place | None = Place(loc.country, code, loc.region, loc.city)
     else:
         field = "ip" if item.ip is not None else "location"
         if resolve is None:

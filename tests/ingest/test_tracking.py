@@ -272,3 +272,27 @@ def test_a_non_ascii_two_letter_country_is_not_taken_for_a_code(
     assert client.post(GEO, json=body).status_code == 202
     drain(make_worker())
     assert rows(database_url, "SELECT country, country_code FROM geo_access_events") == [("ÄÖ", None)]
+
+
+def test_a_country_name_in_any_language_is_stored_with_its_iso_code(
+    client: Client, make_worker: MakeWorker, database_url: str
+) -> None:
+    names = {
+        "United States": "US",  # ISO name (pycountry)
+        "Russia": "RU",  # CLDR name; ISO says "Russian Federation"
+        "turkey": "TR",  # case does not matter; ISO and CLDR English say "Türkiye"
+        "UK": "GB",
+        "Cote d’Ivoire": "CI",  # accents and apostrophe styles do not matter
+        "Deutschland": "DE",
+        "Kosovo": "XK",  # CLDR's user-assigned code; not in ISO 3166
+        "Berlin": None,  # a city is no country
+        "Kongo": None,  # two countries' name in some language: neither is guessed
+    }
+    for name in names:
+        body = {"community_id": 1, "access_result": "allowed", "location": {"country": name}}
+        assert client.post(GEO, json=body).status_code == 202
+    explicit = {"community_id": 1, "access_result": "allowed", "location": {"country": "Holland", "country_code": "nl"}}
+    assert client.post(GEO, json=explicit).status_code == 202
+    drain(make_worker())
+    stored = dict(rows(database_url, "SELECT country, country_code FROM geo_access_events"))
+    assert stored == {**names, "Holland": "NL"}
