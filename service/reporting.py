@@ -39,14 +39,15 @@ class Window:
         return DateRange(start=self.start.date(), end=(self.end - timedelta(days=1)).date())
 
 
-def percent(part: float, whole: float, places: int = 1) -> float:
-    """part / whole x 100, rounded half up (450 attempts with 127 blocked: 28.2); 0 when whole is 0."""
+def percent(part: float, whole: float, places: int = 1) -> float | None:
+    """part / whole x 100, rounded half up (450 attempts with 127 blocked: 28.2); None (no defined value, shown as
+    null) when whole is 0."""
     if not whole:
-        return 0.0
+        return None
     quantum = Decimal(1).scaleb(-places)
     return float((Decimal(part) * 100 / Decimal(whole)).quantize(quantum, rounding=ROUND_HALF_UP))
 
 
-def minutes(seconds: float | None) -> float:
-    """A mean visit length in seconds (None: no visits) in minutes, two decimals, as the reports show it."""
-    return round(float(seconds or 0) / 60, 2)
+def minutes(seconds: float | None) -> float | None:
+    """A mean visit length in seconds in minutes, two decimals, as the reports show it; None (null) for no visits."""
+    return None if seconds is None else round(float(seconds) / 60, 2)

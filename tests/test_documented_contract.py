@@ -162,7 +162,10 @@ def stack(
         client.flushdb()
     directory: Path = tmp_path_factory.mktemp("contract")
     port = free_port()
-    env = service_env(database_url, redis_url, ANALYTICS_PORT=str(port), INGEST_METRICS_PORT="0")
+    # Events up to 30 days old are accepted, so that the report's window before has a member who came back.
+    env = service_env(
+        database_url, redis_url, ANALYTICS_PORT=str(port), INGEST_METRICS_PORT="0", TRACK_MAX_AGE=str(30 * 86400)
+    )
     settings = settings_for(database_url, redis_url)
     api_log, ingest_log = directory / "api.log", directory / "ingest.log"
     try:
@@ -177,7 +180,7 @@ def stack(
             feed(stack)
             until(
                 lambda: (
-                    rows(database_url, "SELECT count(*) FROM activity_events")[0][0] >= 4
+                    rows(database_url, "SELECT count(*) FROM activity_events")[0][0] >= 5
                     and rows(database_url, "SELECT count(*) FROM geo_access_events")[0][0] >= 3
                 ),
                 ingest,
@@ -197,6 +200,10 @@ def stack(
 def feed(stack: Stack) -> None:
     """The documented request bodies, as a client written from the documentation sends them."""
     stack.post("/api/community-analytics/track/", TRACK_ACTIVITY, 202)
+    # Member 456 was there ten days ago too: the 7-day report's window before (days 15 to 8 ago) is not empty, so
+    # member_retention has a value (with nobody before it is null, as the README says).
+    ten_days_ago = (datetime.now(UTC) - timedelta(days=10)).isoformat()
+    stack.post("/api/community-analytics/track/", {**TRACK_ACTIVITY, "timestamp": ten_days_ago}, 202)
     for user, kind in ((457, "view"), (458, "post"), (456, "like")):
         stack.post("/api/community-analytics/track/", {**TRACK_ACTIVITY, "user_id": user, "activity_type": kind}, 202)
     stack.post("/api/geo-analytics/track/", TRACK_GEO, 202)

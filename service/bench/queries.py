@@ -42,7 +42,7 @@ from service.geo.figures import nest
 from service.live import DAY_TTL, counts_key, minute_key, peak_key, presence_key
 from service.localstack import free_port
 from service.migrations import migrate
-from service.reporting import Window, percent
+from service.reporting import Window, minutes, percent
 from service.rollups import refresh
 from service.settings import Settings
 
@@ -309,7 +309,7 @@ def raw_report(raw: Raw, community: int | None, window: Window) -> dict[str, Any
         "total_views": int(views),
         "unique_visitors": int(visitors),
         "peak_online_members": max(int(stored_peak or 0), int(live_peak or 0)),
-        "average_session_duration": round(float(seconds or 0) / 60, 2),
+        "average_session_duration": minutes(seconds),
         "member_retention": percent(returning, previous),
     }
     return {"metrics": metrics}

@@ -15,8 +15,8 @@ class ReportMetrics(msgspec.Struct):
     total_views: int
     unique_visitors: int
     peak_online_members: int
-    average_session_duration: float  # minutes
-    member_retention: float  # percent
+    average_session_duration: float | None  # minutes; null when no visit started in the window
+    member_retention: float | None  # percent; null when nobody was active in the window before
 
 
 class CommunityReport(msgspec.Struct):

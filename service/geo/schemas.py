@@ -13,7 +13,7 @@ class Effectiveness(msgspec.Struct):
     total_attempts: int
     blocked_attempts: int
     allowed_attempts: int
-    effectiveness_percentage: float  # blocked / total x 100, one decimal
+    effectiveness_percentage: float | None  # blocked / total x 100, one decimal; null without attempts
 
 
 class BlockedLocation(msgspec.Struct):

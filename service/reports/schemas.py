@@ -21,7 +21,7 @@ class EventFigures(msgspec.Struct):
 
 class SessionFigures(msgspec.Struct):
     count: int  # visits starting that day (a member in one community or on the platform, 30-minute gaps)
-    average_duration: float  # minutes
+    average_duration: float | None  # minutes; null without visits
 
 
 class GeoFigures(msgspec.Struct):

@@ -147,10 +147,11 @@ def daily_figures(conn: psycopg.Connection[Any], client: redis.Redis, day: date)
     assert figures is not None  # aggregates without GROUP BY always yield a row
     sessions, bounces = figures.pop("sessions"), figures.pop("bounces")
     api_requests, avg_response_time = request_figures(client, day)
+    bounce_rate = percent(bounces, sessions)
     return {
         **figures,
         "date": day,
-        "bounce_rate": percent(bounces, sessions),
+        "bounce_rate": 0.0 if bounce_rate is None else bounce_rate,  # the row's columns are numbers, never null
         "api_requests": api_requests,
         "avg_response_time": avg_response_time,
     }

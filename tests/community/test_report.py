@@ -119,10 +119,12 @@ def test_recent_events_count_before_any_refresh(client: TestClient[Any], databas
     assert (body["total_views"], body["unique_visitors"]) == (2, 2)
 
 
-def test_unknown_community_has_zero_figures(client: TestClient[Any]) -> None:
+def test_unknown_community_has_zero_counts_and_null_averages(client: TestClient[Any]) -> None:
     body = client.get("/api/community-analytics/424242/report/").json()["metrics"]
     assert body["total_views"] == body["unique_visitors"] == body["peak_online_members"] == 0
-    assert body["average_session_duration"] == body["member_retention"] == 0.0
+    # No visit to average, nobody in the window before to come back: no defined value, not a 0 that means "none".
+    assert body["average_session_duration"] is None
+    assert body["member_retention"] is None
 
 
 @pytest.mark.parametrize("days", ["0", "366", "seven"])

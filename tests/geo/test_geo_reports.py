@@ -104,7 +104,8 @@ def test_categories_count_scopes_results_travelers_and_bypasses(client: TestClie
 
 def test_effectiveness_without_attempts(client: TestClient[Any]) -> None:
     body = client.get(f"/api/geo-analytics/{C}/effectiveness/").json()
-    assert body["restriction_effectiveness"]["effectiveness_percentage"] == 0.0
+    assert body["restriction_effectiveness"]["total_attempts"] == 0
+    assert body["restriction_effectiveness"]["effectiveness_percentage"] is None  # 0 of 0 blocked: no share
     assert body["top_blocked_locations"] == []
 
 

@@ -184,7 +184,7 @@ def test_community_reports(settings: Settings, database_url: str) -> None:
                 "unique_visitors": 1,  # member 6
                 "peak_online_members": 0,  # its 12 is of day -2
                 "average_session_duration": 0.0,  # one single-event visit
-                "member_retention": 0.0,  # nobody was active the day before
+                "member_retention": None,  # nobody was active the day before: no share to give
                 "activity_patterns": day_patterns({13: 1}, peak_hours=[13]),
             },
             "events_by_type": {**ZERO_TYPES, "view": 1},
@@ -279,8 +279,8 @@ def test_a_quiet_day(settings: Settings, database_url: str) -> None:
     assert run(settings, "generate_analytics_reports", today()) == {"period": DAY1, "reports": 1}
     payload = reports(database_url, "analytics")["platform"][2]
     assert payload["events"] == {"total": 0, "by_type": ZERO_TYPES}
-    assert payload["sessions"] == {"count": 0, "average_duration": 0.0}
-    assert payload["geo"]["restriction_effectiveness"]["effectiveness_percentage"] == 0.0
+    assert payload["sessions"] == {"count": 0, "average_duration": None}
+    assert payload["geo"]["restriction_effectiveness"]["effectiveness_percentage"] is None
     assert payload["errors"]["total"] == 0
 
 
