@@ -4,8 +4,8 @@ The simulated world: communities with an audience in one part of the world (a da
 busier or quieter at weekends, some refusing access from a few countries, regions or cities), and members from
 25 countries with their own activity levels, memberships, trips abroad and VPNs. Members visit in sessions:
 a geo-restriction decision when they enter (blocked ones may come back through a VPN: a restriction bypass),
-then session_start, views of sections, likes, comments, posts, messages, session_end; new members join and
-register. Errors the platform logs and system metrics samples come along.
+then session_start (and a page view), views of sections and of posts, likes, comments, posts, messages,
+session_end; new members join and register. Errors the platform logs and system metrics samples come along.
 
 Everything is sent over HTTP with a service token (staff, so it may also queue tasks), as a platform backend
 would: batch tracking requests of up to TRACK_MAX_BATCH events, a few at a time from a thread pool, retried
@@ -59,9 +59,9 @@ BATCHED: frozenset[Kind] = frozenset({"activity", "geo", "platform"})
 # Queued once the history is in, in this order: rollups first, then what reads them.
 TASKS = (
     "refresh_rollups",
+    "update_community_analytics",  # presence of the back-dated quarter hours, which the daily rows read
     "update_daily_analytics",
     "update_user_analytics",
-    "update_community_analytics",
     "process_geo_restriction_analytics",
     "process_error_logs",
     "generate_analytics_reports",
@@ -494,6 +494,7 @@ class Simulator:
         session = f"demo-{user.id}-{rng.getrandbits(40):010x}"
         device = rng.choice(DEVICES)
         self._activity(t, community, user.id, "session_start", session, {"device": device})
+        self._platform(t, user, "page_view", community)  # the community's page, as the platform's web app logs it
         if first_visit and user.new:
             t += timedelta(seconds=rng.uniform(5, 60))
             self._activity(t, community, user.id, "join", session, {})
@@ -503,6 +504,9 @@ class Simulator:
             section = rng.choice(SECTIONS)
             duration = round(min(900.0, 3 + rng.expovariate(1 / 40)), 1)
             self._activity(t, community, user.id, "view", session, {"section": section, "duration": duration})
+            if section in ("feed", "post") and rng.random() < 0.6:  # a post opened from the feed or the post page
+                post = community.id * 100_000 + rng.randrange(5_000)
+                self._activity(t, community, user.id, "content_view", session, {"section": section, "post": post})
             t += timedelta(seconds=duration)
             roll = rng.random()
             if section == "chat" and roll < 0.5:
@@ -557,7 +561,7 @@ class Simulator:
         self._add(when, "error", item)
 
     def _metric_samples(self, slot: datetime) -> None:
-        """One sample per system metric, following the platform's load at that moment."""
+        """One sample per system metric `update_system_metrics` records, following the platform's load then."""
         rng = self.rng
         load = min(1.2, sum(c.sessions_per_hour(slot) for c in self.world.communities) / self._peak)
         cpu = min(100.0, max(1.0, 6 + 70 * load + rng.gauss(0, 4)))
@@ -568,6 +572,9 @@ class Simulator:
             "disk_usage": (round(38 + 4 * weeks + rng.gauss(0, 0.05), 2), {}),
             "load_average": (round(max(0.05, 4 * cpu / 100 + rng.gauss(0, 0.2)), 2), {}),
             "database_connections": (float(max(1, round(4 + 30 * load + rng.gauss(0, 2)))), {}),
+            "database_size_bytes": (float(round((180 + 40 * weeks) * 2**20 + rng.gauss(0, 2**16))), {}),
+            "redis_memory_bytes": (float(round((6 + 10 * load + rng.gauss(0, 0.2)) * 2**20)), {}),
+            "stream_backlog": (float(round(rng.expovariate(1 / 3) * load)), {"unit": "stream entries"}),
         }
         for name, (value, extra) in samples.items():
             item = {"metric_type": name, "value": value, "additional_data": {"source": "demo", **extra},

@@ -10,14 +10,17 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import msgspec
+import psycopg
 import pytest
 import redis
 import uvicorn
+from psycopg.rows import dict_row
 
 from service.app import create_app
 from service.cli import main
@@ -43,8 +46,10 @@ from service.errorlog.schemas import ErrorLogCreate
 from service.ingest.schemas import PlatformEvent, TrackActivity, TrackGeo
 from service.ingest.worker import IngestWorker
 from service.settings import Settings
+from service.snapshots.schemas import DailyAnalytics
 from service.system_metrics.schemas import SystemMetricCreate
 from service.tasks import execute
+from tests.observability.test_dashboards import ALL, SQL_QUERIES, grafana_sql, is_number
 from tests.support import TEST_JWT_SECRET, drain, rows
 
 # A small world; with this seed it has blocked accesses, travelers and errors whatever the hour it runs at.
@@ -176,7 +181,7 @@ def test_demo_fills_the_tables_through_the_api(
     # Everything the demo says it sent is stored, through the stream and the ingest worker.
     assert rows(database_url, "SELECT count(*) FROM activity_events")[0][0] == events > 500
     assert rows(database_url, "SELECT count(*) FROM error_logs")[0][0] == errors > 0
-    assert rows(database_url, "SELECT count(*) FROM system_metrics")[0][0] == metrics == 96 * 5  # 1 day, 15 min
+    assert rows(database_url, "SELECT count(*) FROM system_metrics")[0][0] == metrics == 96 * 8  # 1 day, 15 min
     [(stored_geo, stored_blocked, allowed, stored_countries, travelers)] = rows(
         database_url,
         "SELECT count(*), count(*) FILTER (WHERE access_result = 'blocked'),"
@@ -208,19 +213,54 @@ def test_demo_fills_the_tables_through_the_api(
     assert levels & {"error", "warning"}
     assert rows(database_url, "SELECT count(*) FROM error_logs WHERE fingerprint IS NULL")[0][0] == 0
     metric_types = {r[0] for r in rows(database_url, "SELECT DISTINCT metric_type FROM system_metrics")}
-    assert {"cpu_usage", "memory_usage", "disk_usage", "load_average", "database_connections"} == metric_types
+    assert metric_types == {"cpu_usage", "memory_usage", "disk_usage", "load_average", "database_connections",
+                            "database_size_bytes", "redis_memory_bytes", "stream_backlog"}  # fmt: skip
 
     # The demo waited for the ingest worker (the backlog on /metrics) and for the rollup refresh over the
     # history, then queued the snapshots and reports; every task ran on the demo's data without a failure.
     assert "ingest: every event is stored" in printed.out
     assert re.search(r"refresh_rollups \(run \d+\): success", printed.out), printed.out
-    assert "queued for the task worker: update_daily_analytics (run " in printed.out
+    assert "queued for the task worker: update_community_analytics (run " in printed.out
     runs = rows(database_url, "SELECT task_name, status, trigger, error FROM task_runs ORDER BY id")
     assert runs == [(task, "success", "manual", None) for task in TASKS]
     # The refresh ran after the ingest: the rollups hold the whole history (back-dated rows included).
     assert rows(database_url, "SELECT sum(events) FROM activity_hourly")[0][0] == events
     [(snapshots, active)] = rows(database_url, "SELECT count(*), max(active_users) FROM daily_analytics")
     assert snapshots >= 1 and active > 0
+    looks_like_a_platform(database_url)
+
+
+# A healthy platform has no failed task run: these show nothing after the demo, as they should.
+HEALTHY_EMPTY = frozenset({"panel Failed task runs", "panel Recent failures", "annotation Task failures"})
+# Every figure of a daily row (`new_users` is `new_registrations` under its documented name).
+DAILY_FIGURES = frozenset(DailyAnalytics.__struct_fields__) - {"id", "date", "created_at", "updated_at", "new_users"}
+
+
+def looks_like_a_platform(database_url: str) -> None:
+    """After the demo, every figure of the daily rows is non-zero on some day (presence from the back-dated
+    history's quarter hours included), and every SQL query of every dashboard shows data for one of the demo's
+    communities and for all of them, as Grafana would run it."""
+    with psycopg.connect(database_url) as conn, conn.cursor(row_factory=dict_row) as cur:
+        daily = cur.execute("SELECT * FROM daily_analytics").fetchall()
+    zero = sorted(name for name in DAILY_FIGURES if not any(row[name] for row in daily))
+    assert zero == [], f"daily-row figures 0 on every day after the demo: {zero}"
+    # The community with geo restrictions (one of the four in the test's world) has activity too.
+    [(community,)] = rows(database_url, "SELECT community_id FROM geo_access_events GROUP BY 1"
+                          " ORDER BY count(*) FILTER (WHERE access_result = 'blocked') DESC LIMIT 1")  # fmt: skip
+    now = datetime.now(UTC)
+    empty = []
+    for original in SQL_QUERIES:
+        if original.source in HEALTHY_EMPTY:
+            continue
+        values = tuple((name, str(community) if value != ALL else value) for name, value in original.variables)
+        query = replace(original, variables=values)
+        text = grafana_sql(query, now, timescaledb=False)
+        with psycopg.connect(database_url, autocommit=True, prepare_threshold=None) as conn:
+            found = conn.execute(text).fetchall()  # type: ignore[call-overload]  # the dashboard's own text
+        numbers = [v for row in found for v in row if is_number(v)]
+        if not found or (numbers and not any(numbers)):
+            empty.append(query.id)
+    assert empty == [], "dashboard queries without data after the demo:\n" + "\n".join(empty)
 
 
 def test_live_minutes_keep_members_coming(served: str, ingest: Ingest, database_url: str, settings: Settings) -> None:

@@ -298,6 +298,35 @@ def test_update_community_analytics(settings: Settings, redis_url: str, database
                     "FROM community_presence_daily ORDER BY 1") == [(5, 2, 1.0, 2), (6, 1, 0.5, 2)]  # fmt: skip
 
 
+def test_quarter_hours_nobody_sampled_are_sampled_from_the_stored_events(settings: Settings, database_url: str) -> None:
+    # Back-dated activity of yesterday (as an import or the demo's history sends it): no run sampled it live.
+    store(database_url, [
+        act(at(1, 10, 11), 5, 1), act(at(1, 10, 13), 5, 2), act(at(1, 10, 14), 5, 2),  # 2 members up to 10:15
+        act(at(1, 10, 9), 5, 3),  # more than 5 minutes before 10:15: not online then
+        act(at(1, 10, 14), 5, None),  # a visitor who is not signed in is no member
+        act(at(1, 10, 30), 6, 9),  # online at 10:30 (the 5 minutes end at the slot, inclusive)
+        act(at(1, 11, 58), 5, 4),
+    ])  # fmt: skip
+    outcome = execute(settings, "update_community_analytics", now=at(0, 0, 20))
+    assert outcome.status == "success"
+    assert outcome.details["slots_sampled_from_events"] == 96 + 1  # yesterday's, and today's 00:00
+    samples = rows(database_url, "SELECT community_id, slot, online FROM community_presence_samples WHERE online > 0"
+                   " ORDER BY 2, 1")  # fmt: skip
+    assert samples == [(5, at(1, 10, 15), 2), (6, at(1, 10, 30), 1), (5, at(1, 12, 0), 1)]
+    # Every quarter hour of the day has a sample for both communities (0 when quiet): the average counts them.
+    assert rows(database_url, "SELECT community_id, count(*) FROM community_presence_samples"
+                " WHERE slot < %s GROUP BY 1 ORDER BY 1", (at(0, 0),)) == [(5, 96), (6, 96)]  # fmt: skip
+    daily = rows(database_url, "SELECT community_id, day, peak_online, average_online, samples"
+                 " FROM community_presence_daily ORDER BY 1")  # fmt: skip
+    assert daily == [
+        (5, at(1, 0).date(), 2, pytest.approx((2 + 1) / 96), 96),
+        (6, at(1, 0).date(), 1, pytest.approx(1 / 96), 96),
+    ]
+    # Sampled once: a later run looks again only at today's two quarter hours, where nothing was active.
+    assert execute(settings, "update_community_analytics", now=at(0, 0, 35)).details["slots_sampled_from_events"] == 2
+    assert rows(database_url, "SELECT count(*) FROM community_presence_samples")[0][0] == 2 * 96
+
+
 def geo(when: datetime, user: int, country: str, result: str) -> GeoRecord:
     return GeoRecord(when, uuid.uuid4(), 9, user, None, country, None, None, result, "country", None)
 
