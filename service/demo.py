@@ -566,7 +566,7 @@ class Simulator:
         load = min(1.2, sum(c.sessions_per_hour(slot) for c in self.world.communities) / self._peak)
         cpu = min(100.0, max(1.0, 6 + 70 * load + rng.gauss(0, 4)))
         weeks = (slot - self.history_start).total_seconds() / (7 * 86400)
-        samples = {
+        samples: dict[str, tuple[float, dict[str, Any]]] = {
             "cpu_usage": (round(cpu, 1), {"cores": 4}),
             "memory_usage": (round(min(99.0, 48 + 18 * load + rng.gauss(0, 1.5)), 1), {}),
             "disk_usage": (round(38 + 4 * weeks + rng.gauss(0, 0.05), 2), {}),

@@ -54,6 +54,10 @@ class _Stop(Exception):
 
 
 def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    # The first signal stops the stack; any more (make forwards its own SIGTERM to us right after the process
+    # group's, Ctrl-C pressed twice) are ignored from here on, so none can cut the shutdown or its log short.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     raise _Stop(signal.Signals(signum).name)
 
 
@@ -107,7 +111,7 @@ def run(settings: Settings) -> int:
         return 0
     finally:
         for sig in previous:
-            signal.signal(sig, signal.SIG_IGN)  # a second Ctrl-C must not cut the shutdown short
+            signal.signal(sig, signal.SIG_IGN)  # a signal during the shutdown must not cut it short
         for child in reversed(apps):
             child.stop(timeout=15)
         for server in reversed(servers):

@@ -54,7 +54,12 @@ class DevRun:
         self.log = data_dir.parent / f"dev-{port}.out"
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "service", "dev"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+                [sys.executable, "-m", "service", "dev"],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # a process group of its own, as under `make dev` in a terminal
             )
 
     def output(self) -> str:
@@ -79,6 +84,15 @@ class DevRun:
 
     def interrupt(self) -> int:
         self.process.send_signal(signal.SIGINT)
+        return self.process.wait(60)
+
+    def terminate_group(self) -> int:
+        """SIGTERM to the whole process group, then again to `analytics dev` at once, as `make dev` gets it from
+        a service manager: the group's signal, and make forwarding its own."""
+        os.killpg(self.process.pid, signal.SIGTERM)
+        for _ in range(200):  # and more: however many come, and whenever
+            time.sleep(0.001)
+            self.process.send_signal(signal.SIGTERM)
         return self.process.wait(60)
 
 
@@ -139,7 +153,9 @@ def test_dev_stack_starts_stops_cleanly_and_keeps_its_data(data_dir: Path) -> No
         with psycopg.connect(second.database_url(), autocommit=True) as conn:
             assert conn.execute("SELECT total_users FROM daily_analytics WHERE date = '2026-01-01'").fetchone() == (42,)
     finally:
-        assert second.interrupt() == 0, second.output()
+        assert second.terminate_group() == 0, second.output()
+    assert "Traceback" not in second.output()
+    assert "SIGTERM received; stopping" in second.output() and second.output().rstrip().endswith("stopped")
     assert "migrations applied now: none" in second.output()
     assert processes_mentioning(str(data_dir)) == []
 
