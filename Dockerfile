@@ -7,13 +7,9 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY service/ service/
 RUN python -m venv /opt/analytics && /opt/analytics/bin/pip install .
-# service/migrations.py reads the SQL from db/ beside the package (DB_DIR = <package dir>/../db), which for an
-# installed package is site-packages/db: ask the installed package where that is (-I: not the copy in /src),
-# put db/ there, and check it.
-COPY db/ db/
-RUN db_dir="$(/opt/analytics/bin/python -I -c 'from service.migrations import DB_DIR; print(DB_DIR)')" \
-    && cp -r db "$db_dir" \
-    && /opt/analytics/bin/python -I -c 'from service.migrations import DB_DIR; assert (DB_DIR / "migrations" / "0001_core.sql").is_file(), DB_DIR'
+# The SQL ships inside the package (service/db/): check that the installed package (-I: not the copy in /src)
+# finds the first migration.
+RUN /opt/analytics/bin/python -I -c 'from service.storage.migrations import DB_DIR; assert (DB_DIR / "migrations" / "0001_core.sql").is_file(), DB_DIR'
 
 FROM python:3.12.12-slim-trixie
 

@@ -17,36 +17,36 @@ from service.auth.api import AuthController
 from service.auth.middleware import authentication_middleware
 from service.auth.ratelimit import RateLimiter, limiting
 from service.community.api import CommunityAnalyticsController
-from service.db import DatabaseUnavailable, async_pool, detect_engine_async
-from service.docs_ui import assets_router, render_plugins
+from service.core.db import DatabaseUnavailable, async_pool, detect_engine_async
+from service.core.docs_ui import assets_router, render_plugins
+from service.core.errors import EXCEPTION_HANDLERS
+from service.core.geoip import GeoResolver
+from service.core.head_requests import HeadAsGet
+from service.core.openapi import declare_error_answers
+from service.core.query_params import QueryRules, check_query
+from service.core.settings import ConfigError, Settings, from_env
 from service.errorlog.api import ErrorGroupsController, ErrorLogsController
-from service.errors import EXCEPTION_HANDLERS
 from service.geo.api import GeoAnalyticsController
-from service.head_requests import HeadAsGet
-from service.health import HealthController
 from service.ingest import countries
 from service.ingest.api import CommunityTrackController, EventsController, GeoTrackController
-from service.ingest.geoip import GeoResolver
-from service.live import LiveWriter
-from service.metrics_api import MetricsController
-from service.migrations import plan
-from service.openapi import declare_error_answers
-from service.query_params import QueryRules, check_query
+from service.live.state import LiveWriter
+from service.observability.request_metrics import instrument
 from service.reports.api import ReportsController
-from service.request_metrics import instrument
-from service.request_tracking import (
+from service.snapshots.api import DailyAnalyticsController, UserAnalyticsController
+from service.storage.migrations import plan
+from service.system_metrics.api import SystemMetricsController
+from service.tasks.api import TasksController
+from service.tasks.worker import create_queue
+from service.web.health import HealthController
+from service.web.metrics_api import MetricsController
+from service.web.request_tracking import (
     ErrorRecorder,
     RequestCounter,
     api_request_finished,
     flushing,
     unhandled_error,
 )
-from service.resources import Resources, provide_resources
-from service.settings import ConfigError, Settings, from_env
-from service.snapshots.api import DailyAnalyticsController, UserAnalyticsController
-from service.system_metrics.api import SystemMetricsController
-from service.task_api import TasksController
-from service.tasks import create_queue
+from service.web.resources import Resources, provide_resources
 
 log = logging.getLogger(__name__)
 

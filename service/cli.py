@@ -9,10 +9,10 @@ import sys
 import msgspec
 
 from service import __version__
-from service.db import DatabaseUnavailable, connect, detect_engine
-from service.localstack import StackError
-from service.migrations import MigrationError, migrate
-from service.settings import ENV_NAMES, ConfigError, Settings, from_env
+from service.core.db import DatabaseUnavailable, connect, detect_engine
+from service.core.settings import ENV_NAMES, ConfigError, Settings, from_env
+from service.storage.migrations import MigrationError, migrate
+from service.tools.localstack import StackError
 
 log = logging.getLogger("analytics")
 
@@ -25,7 +25,7 @@ def _require(settings: Settings, *names: str) -> None:
 
 
 def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
-    from service import dev
+    from service.tools import dev
 
     return dev.run(settings)
 
@@ -33,7 +33,7 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
-    from service.metrics_exposition import multiprocess_dir
+    from service.observability.exposition import multiprocess_dir
 
     _require(settings, "database_url", "redis_url")
     # Several worker processes share their metrics through files; the directory is set up before they start.
@@ -68,7 +68,7 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
     from service.ingest import worker
-    from service.metrics_exposition import metrics_server
+    from service.observability.exposition import metrics_server
 
     _require(settings, "database_url", "redis_url")
     with metrics_server(settings.host, settings.ingest_metrics_port, settings.metrics_token, "INGEST_METRICS_PORT"):
@@ -77,18 +77,18 @@ def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
-    from service import tasks
-    from service.metrics_exposition import metrics_server
+    from service.observability.exposition import metrics_server
+    from service.tasks import worker as tasks
 
     _require(settings, "database_url", "redis_url")
-    # The task metrics are counted in this process (service/tasks.py), so they are served from here.
+    # The task metrics are counted in this process (service/tasks/worker.py), so they are served from here.
     with metrics_server(settings.host, settings.worker_metrics_port, settings.metrics_token, "WORKER_METRICS_PORT"):
         tasks.run_worker(settings, workers=args.threads, periodic=not args.no_periodic)
     return 0
 
 
 def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
-    from service import bench
+    from service.tools import bench
 
     options = bench.Options(
         duration=args.duration,
@@ -105,7 +105,7 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
-    from service import demo
+    from service.tools import demo
 
     options = demo.Options(
         url=args.url or demo.default_url(settings),
@@ -127,7 +127,7 @@ def _signing(settings: Settings) -> Settings:
     `analytics dev` keeps in the data directory, so the tokens work against that stack."""
     from pathlib import Path
 
-    from service.dev import dev_jwt_secret
+    from service.tools.dev import dev_jwt_secret
 
     if settings.jwt_algorithm == "HS256" and settings.jwt_secret is None:
         settings = msgspec.structs.replace(settings, jwt_secret=dev_jwt_secret(Path(settings.data_dir), create=False))

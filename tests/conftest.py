@@ -26,10 +26,10 @@ import redis
 from litestar.testing import TestClient
 from psycopg import sql
 
-from service.db import detect_engine
-from service.localstack import PostgresServer, RedisServer, ensure_binaries
-from service.migrations import migrate
-from service.settings import Settings, from_env
+from service.core.db import detect_engine
+from service.core.settings import Settings, from_env
+from service.storage.migrations import migrate
+from service.tools.localstack import PostgresServer, RedisServer, ensure_binaries
 from tests.support import TEST_JWT_SECRET, staff_client
 
 TIMESCALEDB_IMAGE = "timescale/timescaledb:2.23.0-pg17"

@@ -24,8 +24,8 @@ from typing import Any
 import httpx
 import pytest
 
-from service.metrics_exposition import MULTIPROC_ENV
-from service.settings import ENV_NAMES
+from service.core.settings import ENV_NAMES
+from service.observability.exposition import MULTIPROC_ENV
 from tests.support import TEST_JWT_SECRET
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -5,19 +5,22 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from service.settings import ENV_NAMES, from_env
+from service.core.settings import ENV_NAMES, from_env
+from service.storage.migrations import DB_DIR
 from tests.conftest import REDIS_IMAGE, TIMESCALEDB_IMAGE
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "compose.yaml"
 ONE_SHOT = {"migrate", "demo"}
-# Variables app services may set that are not settings of service/settings.py, and why. None so far.
+# Variables app services may set that are not settings of service/core/settings.py, and why. None so far.
 ENV_EXCEPTIONS: dict[str, str] = {}
 SETTINGS = set(ENV_NAMES.values())
 
@@ -162,7 +165,7 @@ def test_app_environment_is_made_of_known_settings(services: dict[str, dict[str,
     for name, service in app_services(services).items():
         env = environment(service)
         unknown = set(env) - SETTINGS - set(ENV_EXCEPTIONS)
-        assert not unknown, f"{name} sets {sorted(unknown)}, which service/settings.py does not read"
+        assert not unknown, f"{name} sets {sorted(unknown)}, which service/core/settings.py does not read"
         # What compose hands the process (defaults filled in) is a valid configuration.
         settings = from_env(env, dotenv=None)
         if name != "demo":
@@ -222,9 +225,20 @@ def test_dockerfile() -> None:
     assert last["ENTRYPOINT"] == '["analytics"]'
     assert last["USER"].split(":")[0] not in ("root", "0")
     assert "pip install ." in text
-    # migrations.py finds db/ beside the package: the build puts it there and checks the first migration.
-    assert "COPY db/ db/" in text and "from service.migrations import DB_DIR" in text
-    assert (ROOT / "db" / "migrations" / "0001_core.sql").is_file()
+    # The SQL is inside the package: the build copies nothing else and checks the installed package finds it.
+    assert "COPY db/" not in text and "from service.storage.migrations import DB_DIR" in text
+
+
+def test_the_sql_ships_inside_the_package(tmp_path: Path) -> None:
+    """A plain `pip install .` (here: the wheel it installs) carries every migration and rollup file."""
+    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)]
+    built = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert built.returncode == 0, built.stderr
+    [wheel] = tmp_path.glob("*.whl")
+    shipped = {name for name in zipfile.ZipFile(wheel).namelist() if name.startswith("service/db/")}
+    expected = {f"service/{p.relative_to(DB_DIR.parent)}" for p in DB_DIR.rglob("*") if p.suffix in (".sql", ".md")}
+    assert expected and expected == shipped
+    assert "service/db/migrations/0001_core.sql" in shipped
 
 
 def test_dockerignore_keeps_local_state_out_but_not_what_the_build_copies() -> None:

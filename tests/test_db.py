@@ -6,7 +6,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from service.db import detect_engine, engine_from
+from service.core.db import detect_engine, engine_from
 
 
 @pytest.mark.parametrize(

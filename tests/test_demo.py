@@ -24,8 +24,15 @@ from psycopg.rows import dict_row
 
 from service.app import create_app
 from service.cli import main
-from service.db import sync_pool
-from service.demo import (
+from service.core.db import sync_pool
+from service.core.settings import Settings
+from service.errorlog.schemas import ErrorLogCreate
+from service.ingest.schemas import PlatformEvent, TrackActivity, TrackGeo
+from service.ingest.worker import IngestWorker
+from service.snapshots.schemas import DailyAnalytics
+from service.system_metrics.schemas import SystemMetricCreate
+from service.tasks.worker import execute
+from service.tools.demo import (
     AGE_MARGIN,
     CHECK_DEADLINE,
     TASKS,
@@ -41,14 +48,7 @@ from service.demo import (
     history,
     history_window,
 )
-from service.dev import dev_jwt_secret
-from service.errorlog.schemas import ErrorLogCreate
-from service.ingest.schemas import PlatformEvent, TrackActivity, TrackGeo
-from service.ingest.worker import IngestWorker
-from service.settings import Settings
-from service.snapshots.schemas import DailyAnalytics
-from service.system_metrics.schemas import SystemMetricCreate
-from service.tasks import execute
+from service.tools.dev import dev_jwt_secret
 from tests.observability.test_dashboards import ALL, SQL_QUERIES, grafana_sql, is_number
 from tests.support import TEST_JWT_SECRET, drain, rows
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from service.dev import MAX_RESTARTS
-from service.localstack import free_port
+from service.tools.dev import MAX_RESTARTS
+from service.tools.localstack import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

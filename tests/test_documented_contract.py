@@ -21,8 +21,8 @@ import psycopg
 import pytest
 import redis
 
-from service.settings import Settings
-from service.tasks import execute
+from service.core.settings import Settings
+from service.tasks.worker import execute
 from tests.conftest import create_database, drop_database, settings_for
 from tests.processes import free_port, running, service_env, until
 from tests.support import bearer, refresh_rollups, rows

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
-from service.settings import Settings
+from service.core.settings import Settings
 from tests.support import bearer, rows
 
 Client = TestClient[Any]

@@ -8,10 +8,10 @@ from pathlib import Path
 import psycopg
 from litestar.testing import TestClient
 
-from service.db import detect_engine
-from service.localstack import PostgresServer, RedisServer
-from service.migrations import migrate
-from service.settings import Settings
+from service.core.db import detect_engine
+from service.core.settings import Settings
+from service.storage.migrations import migrate
+from service.tools.localstack import PostgresServer, RedisServer
 from tests.support import staff_client
 
 SettingsFor = Callable[..., Settings]

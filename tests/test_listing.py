@@ -1,4 +1,4 @@
-"""The pure parts of `service.listing`: ordering whitelists, WHERE assembly, page links, write-body decoding."""
+"""The pure parts of `service.core.listing`: ordering whitelists, WHERE assembly, page links, write-body decoding."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from litestar import Request
 from litestar.testing import TestClient
 from msgspec import UNSET, Meta
 
-from service.errors import FieldError, InvalidInput
-from service.listing import Ordering, Page, Where, build_page, columns, decode_body, page_url, sent_fields, variant
+from service.core.errors import FieldError, InvalidInput
+from service.core.listing import Ordering, Page, Where, build_page, columns, decode_body, page_url, sent_fields, variant
 
 
 def sql_text(composable: Any) -> str:

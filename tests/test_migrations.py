@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from service.migrations import DB_DIR, MigrationError, migrate, plan, split_sql
+from service.storage.migrations import DB_DIR, MigrationError, migrate, plan, split_sql
 
 
 def write(db_dir: Path, name: str, text: str) -> Path:

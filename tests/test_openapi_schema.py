@@ -19,7 +19,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
 from service.app import create_app
-from service.settings import from_env
+from service.core.settings import from_env
 
 # `make fuzz` raises it (FUZZ_EXAMPLES) for a longer run before a release.
 EXAMPLES_PER_OPERATION = int(os.environ.get("FUZZ_EXAMPLES", "25"))

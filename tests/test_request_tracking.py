@@ -13,10 +13,10 @@ from litestar.testing import TestClient
 from litestar.types import Receive, Scope, Send
 
 from service.app import create_app
-from service.live import requests_key
-from service.request_tracking import kept_address
-from service.settings import Settings
-from service.tasks import execute
+from service.core.settings import Settings
+from service.live.state import requests_key
+from service.tasks.worker import execute
+from service.web.request_tracking import kept_address
 from tests.support import bearer, rows
 
 

@@ -10,11 +10,11 @@ from datetime import timedelta
 import psycopg
 import pytest
 
+from service.core.settings import Settings
 from service.ingest.schemas import ActivityRecord, GeoRecord
-from service.live import activity_level
-from service.rollups import floor, merge, record_invalidation
-from service.settings import Settings
-from service.tasks import execute
+from service.live.state import activity_level
+from service.storage.rollups import floor, merge, record_invalidation
+from service.tasks.worker import execute
 from tests.support import act, at, refresh_rollups, rows, staff_client, store
 
 TYPES = ["view", "join", "like", "post", "comment"]

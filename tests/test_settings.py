@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from service.settings import ConfigError, from_env, settings_table
+from service.core.settings import ConfigError, from_env, settings_table
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -112,4 +112,4 @@ def test_cli_stops_with_one_line(tmp_path: Path) -> None:
 
 def test_readme_lists_every_setting_with_its_default() -> None:
     readme = (ROOT / "README.md").read_text()
-    assert settings_table() in readme, "README's configuration table differs from service/settings.py"
+    assert settings_table() in readme, "README's configuration table differs from service/core/settings.py"

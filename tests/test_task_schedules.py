@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
-from service.settings import Settings
+from service.core.settings import Settings
 from tests.processes import running, service_env, until
 from tests.support import bearer, rows, staff_client
 

@@ -20,12 +20,12 @@ import redis.asyncio as aioredis
 from litestar.testing import TestClient
 from prometheus_client import REGISTRY
 
-from service import scheduling
+from service.core.settings import Settings
 from service.ingest.schemas import GeoRecord
-from service.live import DEAD_LETTERS, LiveWriter
-from service.scheduling import TASKS, Stored, TaskSpec, lookup, planned, schedule_name
-from service.settings import Settings
-from service.tasks import (
+from service.live.state import DEAD_LETTERS, LiveWriter
+from service.tasks import schedule as scheduling
+from service.tasks.schedule import TASKS, Stored, TaskSpec, lookup, planned, schedule_name
+from service.tasks.worker import (
     LOCK_PREFIX,
     MinuteScheduler,
     ScheduleBook,
@@ -145,7 +145,7 @@ def test_the_worker_plan_reloads_and_keeps_the_last_one_when_the_database_is_awa
     assert book.due("process_error_logs", moment) and not book.due("refresh_rollups", moment)
     # PostgreSQL unreachable: a warning, and the last plan still holds.
     book.settings = msgspec.structs.replace(settings, database_url=f"postgresql://127.0.0.1:{free_port()}/gone")
-    with caplog.at_level(logging.WARNING, logger="service.tasks"):
+    with caplog.at_level(logging.WARNING, logger="service.tasks.worker"):
         book.reload()
     assert "could not reload the task schedules" in caplog.text
     assert book.due("process_error_logs", moment) and not book.due("refresh_rollups", moment)
@@ -160,7 +160,7 @@ def test_an_invalid_stored_schedule_stops_only_its_task(
     book = ScheduleBook(settings)
     book.reload()
     huey = create_queue(settings, book=book).huey
-    with caplog.at_level(logging.WARNING, logger="service.tasks"):
+    with caplog.at_level(logging.WARNING, logger="service.tasks.worker"):
         due = {t.name for t in huey.read_periodic(datetime(2026, 1, 5, 2, 0))}
     assert "refresh_rollups" in due and "cleanup_old_analytics" in due and "process_error_logs" not in due
     assert "task process_error_logs: schedule 'every minute' is not valid" in caplog.text
@@ -435,13 +435,13 @@ def test_cleanup_redis_analytics(settings: Settings, redis_url: str) -> None:
     client.set("unrelated:key", "kept")
     for n in range(12):
         client.xadd(DEAD_LETTERS, {"v": b"x", "error": f"bad {n}"})
-    import service.live
+    import service.live.state
 
-    service.live.DEAD_LETTERS_KEPT, kept = 10, service.live.DEAD_LETTERS_KEPT
+    service.live.state.DEAD_LETTERS_KEPT, kept = 10, service.live.state.DEAD_LETTERS_KEPT
     try:
         outcome = execute(settings, "cleanup_redis_analytics")
     finally:
-        service.live.DEAD_LETTERS_KEPT = kept
+        service.live.state.DEAD_LETTERS_KEPT = kept
     assert outcome.details["stale_presence_members"] == 1
     assert outcome.details["expiries_restored"] >= 2
     assert client.zrange("analytics:presence:4", 0, -1) == [b"1"]

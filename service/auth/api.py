@@ -14,8 +14,8 @@ from service.auth.middleware import bearer_token
 from service.auth.ratelimit import auth_rate_limit
 from service.auth.sessions import CSRF_COOKIE, SESSION_COOKIE, create_session, delete_session, session_lifetime
 from service.auth.tokens import Principal, verify_token
-from service.errors import AuthenticationFailed
-from service.resources import Resources
+from service.core.errors import AuthenticationFailed
+from service.web.resources import Resources
 
 AnyRequest = Request[Any, Any, Any]
 

@@ -12,7 +12,7 @@ from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
 from service.auth.tokens import Principal
-from service.errors import Forbidden
+from service.core.errors import Forbidden
 
 
 def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:

@@ -9,8 +9,8 @@ from litestar.connection import ASGIConnection
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult, DefineMiddleware
 
 from service.auth.sessions import CSRF_HEADER, SESSION_COOKIE, load_session
-from service.errors import AuthenticationFailed, Forbidden
-from service.resources import Resources
+from service.core.errors import AuthenticationFailed, Forbidden
+from service.web.resources import Resources
 
 # Open without credentials: probes, the API documentation and /metrics (which has its own optional token).
 PUBLIC_PATHS = ["^/health", "^/ready", "^/docs", "^/metrics"]

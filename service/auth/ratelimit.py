@@ -36,12 +36,12 @@ from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
 from service.auth.guards import principal_of
-from service.errors import TooManyRequests, Unavailable, first_line
-from service.ingest.geoip import connection_address
-from service.live import rate_key
+from service.core.errors import TooManyRequests, Unavailable, first_line
+from service.core.geoip import connection_address
+from service.live.state import rate_key
 
 if TYPE_CHECKING:  # resources.py holds a RateLimiter
-    from service.resources import Resources
+    from service.web.resources import Resources
 
 log = logging.getLogger(__name__)
 WINDOW = 60

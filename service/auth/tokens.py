@@ -19,8 +19,8 @@ from typing import Any, Literal
 import jwt
 import msgspec
 
-from service.errors import AuthenticationFailed
-from service.settings import ConfigError, Settings
+from service.core.errors import AuthenticationFailed
+from service.core.settings import ConfigError, Settings
 
 
 class Principal(msgspec.Struct, frozen=True, kw_only=True):

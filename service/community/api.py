@@ -13,9 +13,9 @@ from service.auth.guards import community_reader, staff_only
 from service.community.figures import community_report, patterns
 from service.community.queries import hourly_volumes, report_figures, today_by_community
 from service.community.schemas import ActivityPatterns, CommunityReport, CommunityToday
-from service.live import Realtime, realtime, realtime_many
-from service.reporting import Days, Window
-from service.resources import Resources
+from service.core.windows import Days, Window
+from service.live.state import Realtime, realtime, realtime_many
+from service.web.resources import Resources
 
 
 class CommunityAnalyticsController(Controller):

@@ -10,7 +10,7 @@ from typing import Any
 
 from service.community.queries import week_start
 from service.community.schemas import CommunityReport, HourVolume, Patterns, ReportMetrics, WeekdayVolume, WeekVolume
-from service.reporting import Window, minutes, percent
+from service.core.windows import Window, minutes, percent
 
 PEAK_HOURS = 3
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from service.live import PRESENCE_WINDOW, live_communities, peak_key
-from service.scheduling import TaskContext, quarter_hour
+from service.live.state import PRESENCE_WINDOW, live_communities, peak_key
+from service.tasks.schedule import TaskContext, quarter_hour
 
 # A community sampled earlier today that has no presence left is sampled as 0 online, so its daily average
 # counts the quiet quarter hours too (from its first sample of the day on).

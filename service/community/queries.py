@@ -7,7 +7,7 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-from service.reporting import Window
+from service.core.windows import Window
 
 # One round trip for the report. Unique visitors: distinct members with any event in the window. Retention:
 # of the members active in the previous window of equal length, the share active again in this one.

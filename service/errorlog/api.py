@@ -16,6 +16,20 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.status_codes import HTTP_200_OK
 
 from service.auth.guards import own_user_scope, principal_of, require_self_or_staff, staff_only
+from service.core.errors import FieldError, Forbidden, InvalidInput
+from service.core.listing import (
+    DEFAULT_PAGE_SIZE,
+    Ordering,
+    Page,
+    PageNumber,
+    PageSize,
+    Where,
+    build_page,
+    decode_body,
+    fetch_page,
+    sent_fields,
+)
+from service.core.openapi import json_body
 from service.errorlog import records
 from service.errorlog.records import GROUP_LIST, LOG_LIST, NewErrorLog
 from service.errorlog.schemas import (
@@ -30,21 +44,7 @@ from service.errorlog.schemas import (
     GroupStatus,
     Level,
 )
-from service.errors import FieldError, Forbidden, InvalidInput
-from service.listing import (
-    DEFAULT_PAGE_SIZE,
-    Ordering,
-    Page,
-    PageNumber,
-    PageSize,
-    Where,
-    build_page,
-    decode_body,
-    fetch_page,
-    sent_fields,
-)
-from service.openapi import json_body
-from service.resources import Resources
+from service.web.resources import Resources
 
 AnyRequest = Request[Any, Any, Any]
 

@@ -20,6 +20,8 @@ from psycopg import sql
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
+from service.core.errors import FieldError, InvalidInput, NotFound
+from service.core.listing import alias_columns
 from service.errorlog.grouping import (
     ADJUST_GROUP,
     LOCK_GROUPS,
@@ -30,9 +32,7 @@ from service.errorlog.grouping import (
     leaving,
 )
 from service.errorlog.schemas import BIGINT_MAX, ErrorGroup, ErrorGroupDetail, ErrorLog, Level
-from service.errors import FieldError, InvalidInput, NotFound
-from service.listing import alias_columns
-from service.observability import ERRORS_LOGGED
+from service.observability.metrics import ERRORS_LOGGED
 
 R = TypeVar("R")
 

@@ -1,7 +1,7 @@
 """Bodies of `/api/errors/` and `/api/error-groups/`: the stored rows and what a client may write.
 
 The write Struct (a PUT body) has every writable field required; the POST and PATCH bodies are derived from it
-(`service.listing.variant`). Constraints mirror the table's CHECKs (db/migrations/0001_core.sql), so bad values
+(`service.core.listing.variant`). Constraints mirror the table's CHECKs (db/migrations/0001_core.sql), so bad values
 are named here and the database check is the last line only; `ip_address` is checked as an IP address by
 `records.ip_address`, which the data layer applies to every write.
 """
@@ -14,7 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal
 import msgspec
 from msgspec import Meta
 
-from service.listing import Aliased, variant
+from service.core.listing import Aliased, variant
 
 BIGINT_MAX = 2**63 - 1
 

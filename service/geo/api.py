@@ -9,11 +9,11 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, QueryParameter
 
 from service.auth.guards import community_reader
+from service.core.windows import Days, Window
 from service.geo import queries
 from service.geo.figures import effectiveness_report, nest
 from service.geo.schemas import EffectivenessReport, Locations, TrendPoint, Trends
-from service.reporting import Days, Window
-from service.resources import Resources
+from service.web.resources import Resources
 
 
 class GeoAnalyticsController(Controller):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from service.core.windows import Window, percent
 from service.geo.schemas import (
     BlockedLocation,
     Categories,
@@ -16,7 +17,6 @@ from service.geo.schemas import (
     EffectivenessReport,
     Region,
 )
-from service.reporting import Window, percent
 
 
 def effectiveness(total: int, blocked: int) -> Effectiveness:

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from psycopg import AsyncConnection, sql
 
-from service.reporting import Window
+from service.core.windows import Window
 
 # Attempts, blocked, travelers and bypasses, then the documented categories by restriction scope and result.
 TOTALS_SQL = """

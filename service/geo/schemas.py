@@ -6,7 +6,7 @@ from datetime import datetime
 
 import msgspec
 
-from service.reporting import DateRange
+from service.core.windows import DateRange
 
 
 class Effectiveness(msgspec.Struct):

@@ -17,12 +17,13 @@ from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.status_codes import HTTP_202_ACCEPTED
 from msgspec import Meta
 
-from service import client_json
 from service.auth.guards import principal_of, require_may_track_for
 from service.auth.ratelimit import admit_tracking
 from service.auth.tokens import Principal
-from service.errors import FieldError, Forbidden, InvalidInput, Unavailable
-from service.ingest.geoip import connection_address
+from service.core import client_json
+from service.core.errors import FieldError, Forbidden, InvalidInput, Unavailable
+from service.core.geoip import connection_address
+from service.core.openapi import json_body
 from service.ingest.records import activity_record, geo_record
 from service.ingest.schemas import (
     Accepted,
@@ -34,10 +35,9 @@ from service.ingest.schemas import (
     TrackActivity,
     TrackGeo,
 )
-from service.live import Backlogged
-from service.observability import EVENTS_ACCEPTED, EVENTS_REJECTED, GEO_DECISIONS
-from service.openapi import json_body
-from service.resources import Resources
+from service.live.state import Backlogged
+from service.observability.metrics import EVENTS_ACCEPTED, EVENTS_REJECTED, GEO_DECISIONS
+from service.web.resources import Resources
 
 
 class HasEventId(Protocol):

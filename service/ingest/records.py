@@ -7,12 +7,12 @@ from datetime import datetime, timedelta
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from uuid import uuid4
 
-from service import client_json
-from service.errors import FieldError, InvalidInput
+from service.core import client_json
+from service.core.errors import FieldError, InvalidInput
+from service.core.geoip import Place
+from service.core.settings import Settings
 from service.ingest.countries import country_code
-from service.ingest.geoip import Place
 from service.ingest.schemas import ActivityRecord, GeoRecord, PlatformEvent, TrackActivity, TrackGeo
-from service.settings import Settings
 
 Address = IPv4Address | IPv6Address
 MAX_DURATION = 7 * 86400.0  # seconds; longer "durations" are client bugs

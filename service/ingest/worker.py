@@ -25,13 +25,13 @@ import psycopg
 import redis
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from service.db import sync_pool
-from service.errors import first_line
+from service.core.db import sync_pool
+from service.core.errors import first_line
+from service.core.settings import Settings
 from service.ingest.schemas import ActivityRecord, GeoRecord
 from service.ingest.writer import Written, write_batch
-from service.live import DEAD_LETTERS, GROUP, KIND_ACTIVITY, KIND_GEO, STREAM, trim_acknowledged
-from service.observability import EVENTS_INGESTED
-from service.settings import Settings
+from service.live.state import DEAD_LETTERS, GROUP, KIND_ACTIVITY, KIND_GEO, STREAM, trim_acknowledged
+from service.observability.metrics import EVENTS_INGESTED
 
 log = logging.getLogger(__name__)
 

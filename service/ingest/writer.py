@@ -19,7 +19,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from service.ingest.schemas import ActivityRecord, GeoRecord
-from service.rollups import record_invalidation
+from service.storage.rollups import record_invalidation
 
 ACTIVITY_COLUMNS = sql.SQL(", ").join(
     map(sql.Identifier, ("time", "event_id", "community_id", "user_id", "activity_type", "session_id", "duration",

@@ -11,12 +11,12 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, QueryParameter
 
 from service.auth.guards import principal_of, require_report_reader, staff_only
-from service.errors import FieldError, InvalidInput, NotFound
-from service.listing import Page, PageNumber, build_page
+from service.core.errors import FieldError, InvalidInput, NotFound
+from service.core.listing import Page, PageNumber, build_page
 from service.reports import queries
 from service.reports.export import to_csv
 from service.reports.schemas import Report, ReportKind
-from service.resources import Resources
+from service.web.resources import Resources
 
 SCOPE = re.compile(r"platform|community:[1-9][0-9]{0,18}")  # what the generators write
 _UNSAFE_IN_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")

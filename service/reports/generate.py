@@ -15,10 +15,10 @@ import msgspec
 import psycopg
 
 from service.community.figures import community_report, patterns
+from service.core.windows import Window, minutes
 from service.geo.figures import effectiveness, effectiveness_report, nest
 from service.geo.schemas import GeoDayReport, TrendPoint
 from service.ingest.schemas import ActivityType
-from service.reporting import Window, minutes
 from service.reports import queries
 from service.reports.schemas import (
     CommunityDayMetrics,
@@ -29,7 +29,7 @@ from service.reports.schemas import (
     PlatformReport,
     SessionFigures,
 )
-from service.scheduling import TaskContext
+from service.tasks.schedule import TaskContext
 
 ACTIVITY_TYPES: tuple[str, ...] = get_args(ActivityType)
 ERROR_LEVELS = ("debug", "info", "warning", "error", "critical")  # error_logs.level

@@ -18,8 +18,8 @@ from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 from service.community import queries as community_queries
+from service.core.windows import Window
 from service.geo import queries as geo_queries
-from service.reporting import Window
 from service.reports.schemas import Report
 
 # Events per community (NULL: platform-level) and type: the communities active that day, the events by type

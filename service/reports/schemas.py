@@ -8,8 +8,8 @@ from typing import Any, Literal
 import msgspec
 
 from service.community.schemas import Patterns, ReportMetrics
+from service.core.windows import DateRange
 from service.geo.schemas import Effectiveness
-from service.reporting import DateRange
 
 ReportKind = Literal["analytics", "community", "geo_effectiveness"]
 

@@ -21,8 +21,8 @@ from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 from service.auth.guards import own_user_scope, principal_of, require_self_or_staff, staff_only
-from service.errors import Conflict, FieldError, InvalidInput, NotFound
-from service.listing import (
+from service.core.errors import Conflict, FieldError, InvalidInput, NotFound
+from service.core.listing import (
     BIGINT_MAX,
     DEFAULT_PAGE_SIZE,
     Ordering,
@@ -36,8 +36,7 @@ from service.listing import (
     fetch_page,
     sent_fields,
 )
-from service.openapi import json_body
-from service.resources import Resources
+from service.core.openapi import json_body
 from service.snapshots.schemas import (
     DAILY_READ_ONLY,
     USER_READ_ONLY,
@@ -50,6 +49,7 @@ from service.snapshots.schemas import (
     UserAnalyticsPatch,
     UserAnalyticsWrite,
 )
+from service.web.resources import Resources
 
 AnyRequest = Request[Any, Any, Any]
 

@@ -1,7 +1,7 @@
 """Bodies of `/api/daily/` and `/api/user-analytics/`: the stored rows, and what a client may write to them.
 
 Each resource has a row Struct (what the API answers), a write Struct with every writable field required (a PUT
-body) and two variants derived from it (`service.listing.variant`): the POST body, whose figures default to 0 in
+body) and two variants derived from it (`service.core.listing.variant`): the POST body, whose figures default to 0 in
 the database when not sent, and the PATCH body, where nothing is required. The constraints mirror the table's
 CHECKs (db/migrations/0001_core.sql), so bad values are named here and the database check is the last line only.
 """
@@ -14,7 +14,7 @@ from typing import Annotated, Any, ClassVar
 import msgspec
 from msgspec import Meta
 
-from service.listing import BIGINT_MAX, FLOAT_MAX, Aliased, variant
+from service.core.listing import BIGINT_MAX, FLOAT_MAX, Aliased, variant
 
 Count = Annotated[int, Meta(ge=0, le=BIGINT_MAX)]
 Amount = Annotated[float, Meta(ge=0, le=FLOAT_MAX)]

@@ -21,10 +21,10 @@ from psycopg import AsyncConnection, sql
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
-from service import client_json
 from service.auth.guards import staff_only, staff_or_service
-from service.errors import FieldError, InvalidInput, NotFound
-from service.listing import (
+from service.core import client_json
+from service.core.errors import FieldError, InvalidInput, NotFound
+from service.core.listing import (
     BIGINT_MAX,
     DEFAULT_PAGE_SIZE,
     Ordering,
@@ -38,9 +38,8 @@ from service.listing import (
     fetch_page,
     sent_fields,
 )
-from service.openapi import json_body
-from service.resources import Resources
-from service.rollups import HOUR, floor
+from service.core.openapi import json_body
+from service.storage.rollups import HOUR, floor
 from service.system_metrics.schemas import (
     MAX_CLOCK_SKEW,
     METRIC_READ_ONLY,
@@ -50,6 +49,7 @@ from service.system_metrics.schemas import (
     SystemMetricPatch,
     SystemMetricWrite,
 )
+from service.web.resources import Resources
 
 AnyRequest = Request[Any, Any, Any]
 RETURNING = columns(SystemMetric)
@@ -67,7 +67,7 @@ _MOVE_IN = sql.SQL(
     "VALUES (%(id)s, %(metric_type)s, %(value)s, %(additional_data)s, %(recorded_at)s) RETURNING {}"
 ).format(RETURNING)
 _DELETE = "DELETE FROM system_metrics WHERE id = %(id)s RETURNING recorded_at"
-# The hourly rollup (postgres engine) recomputes the hours a write touched; see service/rollups.py.
+# The hourly rollup (postgres engine) recomputes the hours a write touched; see service/storage/rollups.py.
 _INVALIDATE = """
 INSERT INTO rollup_invalidations (source, lo, hi)
 SELECT 'system_metrics', hour, hour + interval '1 hour' - interval '1 microsecond'
@@ -81,7 +81,7 @@ def _not_found(metric_id: int) -> NotFound:
 
 def _check(values: dict[str, Any]) -> None:
     """What the body's types cannot say: a sample may not come from the future (beyond the clock skew
-    tolerated), and `additional_data` follows the rule for client JSON (service.client_json)."""
+    tolerated), and `additional_data` follows the rule for client JSON (service.core.client_json)."""
     recorded_at = values.get("recorded_at")
     if isinstance(recorded_at, datetime) and recorded_at > datetime.now(UTC) + MAX_CLOCK_SKEW:
         seconds = int(MAX_CLOCK_SKEW.total_seconds())

@@ -11,10 +11,10 @@ import psutil
 import redis
 from psycopg.types.json import Jsonb
 
-from service.live import stream_backlog
-from service.observability import SYSTEM_METRIC
-from service.rollups import record_invalidation
-from service.scheduling import TaskContext, quarter_hour
+from service.live.state import stream_backlog
+from service.observability.metrics import SYSTEM_METRIC
+from service.storage.rollups import record_invalidation
+from service.tasks.schedule import TaskContext, quarter_hour
 
 _DATABASE = """
 SELECT pg_database_size(current_database()),

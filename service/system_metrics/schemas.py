@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta
 
-from service.listing import variant
+from service.core.listing import variant
 
 MAX_CLOCK_SKEW = timedelta(minutes=5)  # how far in the future a sample's recorded_at may be (clocks differ)
 METRIC_TYPE = "^[a-z][a-z0-9_]{0,62}$"  # lower_snake, at most 63 characters (the table's check)

@@ -15,7 +15,7 @@ import pytest
 from litestar.testing import TestClient
 
 from service.app import create_app
-from service.settings import Settings
+from service.core.settings import Settings
 from tests.support import bearer
 
 ROLES = ("anonymous", "user", "other_user", "moderator", "service", "staff")  # staff last: its writes succeed

@@ -16,10 +16,10 @@ from litestar.testing import TestClient
 
 from service.app import create_app
 from service.auth.ratelimit import WINDOW, RateLimiter
-from service.errors import TooManyRequests
-from service.live import rate_key
-from service.localstack import RedisServer
-from service.settings import Settings
+from service.core.errors import TooManyRequests
+from service.core.settings import Settings
+from service.live.state import rate_key
+from service.tools.localstack import RedisServer
 from tests.support import bearer
 
 TRACK = {"community_id": 5, "user_id": 7, "activity_type": "view"}

@@ -10,7 +10,7 @@ from litestar.testing import TestClient
 from service.app import create_app
 from service.auth.sessions import CSRF_COOKIE, SESSION_COOKIE
 from service.auth.tokens import issue_token
-from service.settings import Settings
+from service.core.settings import Settings
 from tests.support import bearer
 
 TRACK = {"community_id": 5, "user_id": 7, "activity_type": "view"}

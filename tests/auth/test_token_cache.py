@@ -12,8 +12,8 @@ from litestar.testing import TestClient
 
 from service.app import create_app
 from service.auth.tokens import TokenCache, issue_token
-from service.errors import AuthenticationFailed
-from service.settings import Settings
+from service.core.errors import AuthenticationFailed
+from service.core.settings import Settings
 from tests.support import TEST_JWT_SECRET
 
 Client = TestClient[Any]

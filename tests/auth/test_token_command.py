@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from service.auth.tokens import Principal, decode_token
-from service.dev import dev_jwt_secret
-from service.settings import from_env
+from service.core.settings import from_env
+from service.tools.dev import dev_jwt_secret
 from tests.support import TEST_JWT_SECRET
 
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
+from service.core.settings import Settings
 from service.errorlog.grouping import fingerprint
-from service.settings import Settings
 from tests.errorlog.support import python_trace, record
 from tests.support import bearer, rows
 

@@ -11,11 +11,11 @@ import psycopg
 import pytest
 from prometheus_client import REGISTRY
 
+from service.core.errors import InvalidInput
+from service.core.settings import Settings
 from service.errorlog.grouping import fingerprint, template, top_frame
 from service.errorlog.records import NewErrorLog, delete_log, record_error, set_group_resolved, update_log
-from service.errors import InvalidInput
-from service.settings import Settings
-from service.tasks import execute
+from service.tasks.worker import execute
 from tests.errorlog.support import on_db, python_trace, record
 from tests.support import rows
 

@@ -9,9 +9,9 @@ import pytest
 import redis
 from psycopg_pool import ConnectionPool
 
-from service.db import sync_pool
+from service.core.db import sync_pool
+from service.core.settings import Settings
 from service.ingest.worker import IngestWorker
-from service.settings import Settings
 
 MakeWorker = Callable[..., IngestWorker]
 

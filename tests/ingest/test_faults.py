@@ -13,11 +13,11 @@ from pathlib import Path
 import psycopg
 import redis
 
-from service.db import detect_engine
-from service.live import GROUP, STREAM
-from service.localstack import PostgresServer
-from service.migrations import migrate
-from service.settings import Settings
+from service.core.db import detect_engine
+from service.core.settings import Settings
+from service.live.state import GROUP, STREAM
+from service.storage.migrations import migrate
+from service.tools.localstack import PostgresServer
 from tests.ingest.conftest import MakeWorker
 from tests.ingest.test_worker import activity, count, enqueue
 from tests.processes import log_tail, service_env

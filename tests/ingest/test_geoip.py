@@ -11,8 +11,8 @@ import pytest
 from mmdb_writer import MMDBWriter
 from netaddr import IPSet
 
-from service.ingest.geoip import GeoResolver, Place, client_address
-from service.settings import Settings
+from service.core.geoip import GeoResolver, Place, client_address
+from service.core.settings import Settings
 from tests.ingest.conftest import MakeWorker
 from tests.support import drain, rows, staff_client
 

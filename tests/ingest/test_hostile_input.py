@@ -13,9 +13,9 @@ import pytest
 import redis
 from litestar.testing import TestClient
 
-from service.client_json import MAX_DEPTH, problem
-from service.live import STREAM, stream_events
-from service.observability import EVENTS_REPEATED
+from service.core.client_json import MAX_DEPTH, problem
+from service.live.state import STREAM, stream_events
+from service.observability.metrics import EVENTS_REPEATED
 from tests.conftest import settings_for
 from tests.processes import free_port, running, service_env, until
 from tests.support import bearer

@@ -13,9 +13,9 @@ import pytest
 import redis
 from litestar.testing import TestClient
 
-from service.live import STREAM, Realtime, day_counts, realtime
-from service.localstack import RedisServer
-from service.settings import Settings
+from service.core.settings import Settings
+from service.live.state import STREAM, Realtime, day_counts, realtime
+from service.tools.localstack import RedisServer
 from tests.ingest.conftest import MakeWorker
 from tests.support import drain, rows, staff_client
 

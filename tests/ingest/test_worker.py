@@ -15,10 +15,10 @@ import redis
 import redis.asyncio as aioredis
 from litestar.testing import TestClient
 
+from service.core.settings import Settings
 from service.ingest.schemas import ActivityRecord, GeoRecord
 from service.ingest.writer import write_batch
-from service.live import DEAD_LETTERS, GROUP, STREAM, LiveWriter, stream_backlog, stream_state
-from service.settings import Settings
+from service.live.state import DEAD_LETTERS, GROUP, STREAM, LiveWriter, stream_backlog, stream_state
 from tests.ingest.conftest import MakeWorker
 from tests.support import drain, rows
 

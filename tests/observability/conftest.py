@@ -44,8 +44,8 @@ import pytest
 import redis
 import yaml
 
-from service.localstack import free_port
-from service.settings import ENV_NAMES, Settings, from_env
+from service.core.settings import ENV_NAMES, Settings, from_env
+from service.tools.localstack import free_port
 from tests.conftest import create_database, drop_database
 from tests.support import TEST_JWT_SECRET, bearer
 

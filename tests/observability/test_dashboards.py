@@ -26,12 +26,12 @@ import pytest
 import yaml
 from psycopg.types.json import Jsonb
 
-from service.db import detect_engine
+from service.core.db import detect_engine
+from service.core.settings import Settings
 from service.ingest.schemas import ActivityRecord, GeoRecord
-from service.migrations import migrate
-from service.rollups import record_invalidation
-from service.settings import Settings
-from service.tasks import execute
+from service.storage.migrations import migrate
+from service.storage.rollups import record_invalidation
+from service.tasks.worker import execute
 from tests.conftest import create_database, drop_database, settings_for
 from tests.observability.conftest import PrometheusStack
 from tests.support import act, store

@@ -28,11 +28,11 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.app import create_app
-from service.db import sync_pool
+from service.core.db import sync_pool
+from service.core.settings import Settings
 from service.ingest.worker import IngestWorker
-from service.live import STREAM, encode
-from service.metrics_exposition import MULTIPROC_ENV, mark_dead_processes, multiprocess_dir
-from service.settings import Settings
+from service.live.state import STREAM, encode
+from service.observability.exposition import MULTIPROC_ENV, mark_dead_processes, multiprocess_dir
 from tests.processes import free_port, running, service_env, until
 from tests.support import act, bearer, drain, rows, staff_client
 

@@ -13,9 +13,9 @@ import pytest
 from litestar.testing import TestClient
 from psycopg.types.json import Jsonb
 
-from service.migrations import DB_DIR, split_sql
-from service.settings import Settings
-from service.tasks import execute
+from service.core.settings import Settings
+from service.storage.migrations import DB_DIR, split_sql
+from service.tasks.worker import execute
 from tests.geo.test_geo_reports import C as GEO
 from tests.geo.test_geo_reports import seed as seed_geo
 from tests.support import at, refresh_rollups

@@ -10,9 +10,9 @@ from typing import Any
 
 import psycopg
 
+from service.core.settings import Settings
 from service.ingest.schemas import ActivityRecord
-from service.settings import Settings
-from service.tasks import execute
+from service.tasks.worker import execute
 from tests.community.test_report import OTHER, C, report_events, store_presence
 from tests.geo.test_geo_reports import C as GEO
 from tests.geo.test_geo_reports import geo_records

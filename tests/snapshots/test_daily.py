@@ -10,9 +10,9 @@ import psycopg
 import redis
 from psycopg.rows import dict_row
 
+from service.core.settings import Settings
 from service.ingest.schemas import ActivityRecord, GeoRecord
-from service.settings import Settings
-from service.tasks import execute
+from service.tasks.worker import execute
 from tests.support import act, at, refresh_rollups, rows, store
 
 A, B, C = 31, 32, 33  # communities

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from litestar.testing import TestClient
 
-from service.settings import Settings
+from service.core.settings import Settings
 from tests.support import bearer, rows
 
 FIGURES = [

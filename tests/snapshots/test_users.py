@@ -9,9 +9,9 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from service.core.settings import Settings
 from service.ingest.schemas import ActivityRecord, GeoRecord
-from service.settings import Settings
-from service.tasks import execute
+from service.tasks.worker import execute
 from tests.support import act, at, refresh_rollups, rows, store
 
 A, B = 41, 42  # communities

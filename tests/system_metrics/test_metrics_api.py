@@ -11,9 +11,9 @@ import psycopg
 import pytest
 from litestar.testing import TestClient
 
-from service.db import detect_engine
-from service.migrations import migrate
-from service.settings import Settings
+from service.core.db import detect_engine
+from service.core.settings import Settings
+from service.storage.migrations import migrate
 from tests.support import at, bearer, refresh_rollups, rows, staff_client
 from tests.timescale.conftest import timescale_url  # noqa: F401 - the fixture, for the TimescaleDB test
 

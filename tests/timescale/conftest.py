@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from service.localstack import Child, free_port
+from service.tools.localstack import Child, free_port
 
 HARNESS = Path(__file__).resolve().parent
 INSTALL_LOG = HARNESS / "npm-install.log"

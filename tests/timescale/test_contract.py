@@ -10,11 +10,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from service.db import detect_engine
-from service.migrations import migrate, plan
-from service.rollups import refresh
-from service.settings import Settings
-from service.tasks import execute
+from service.core.db import detect_engine
+from service.core.settings import Settings
+from service.storage.migrations import migrate, plan
+from service.storage.rollups import refresh
+from service.tasks.worker import execute
 from tests.community.test_report import (
     C,
     P,

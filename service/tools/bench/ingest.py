@@ -1,0 +1,579 @@
+"""`analytics bench ingest`: tracking and ingest throughput, each beside a baseline measured in the same run."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import psycopg
+import redis
+import redis.asyncio as aioredis
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from service.core.db import connect, detect_engine, sync_pool
+from service.core.settings import Settings
+from service.ingest.records import activity_record
+from service.ingest.schemas import ActivityRecord, TrackActivity
+from service.ingest.worker import IngestWorker
+from service.ingest.writer import ACTIVITY_COLUMNS
+from service.live.state import LiveWriter, stream_events
+from service.storage.migrations import migrate
+from service.tools.bench import Options
+from service.tools.bench.harness import (
+    BENCH_RATE_LIMIT,
+    Bench,
+    BenchError,
+    HttpApp,
+    OtherLoad,
+    Progress,
+    cores,
+    credentials,
+    flush_redis,
+    machine,
+    render_table,
+    run_bench,
+    wait_for_redis_persistence,
+)
+from service.tools.localstack import free_port
+
+HTTP_WORKERS = 2
+WRK_THREADS = 2
+WARMUP_SECONDS = 2
+TRACK_PATH = "/api/community-analytics/track/"
+BATCH_PATH = "/api/community-analytics/track/batch/"
+BATCH_SIZE = 100  # events per batch request
+SINGLE_BODIES = 500  # distinct single-event bodies the wrk script cycles through
+BATCH_BODIES = 40  # distinct batch bodies
+COMMUNITIES = 100
+USERS = 10_000
+ACTIVITY_TYPES = ("view", "like", "post")
+SECTIONS = ("feed", "events", "members", "chat", "about")
+CLIENTS = ("web", "ios", "android")
+CHUNK = 1_000  # records per LiveWriter.write() call when filling the stream
+MAX_BACKLOG = 100_000_000  # INGEST_MAX_BACKLOG of the served app: the stream grows during the HTTP runs
+SINGLE_GOAL = 0.60
+INGEST_GOAL = 0.50
+WRK_INSTALL = "apt-get install -y wrk"
+TABLE = "activity_events"
+
+_WRK_SCRIPT = """\
+-- written by `analytics bench ingest`: POSTs the bodies below in turn, prints one BENCH line when done
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+%(headers)s
+local bodies = {
+%(bodies)s
+}
+local requests = {}
+local count = #bodies
+local counter = 0
+local threads = 0
+
+setup = function(thread)
+  threads = threads + 1
+  thread:set("first", threads * 97)
+end
+
+init = function(args)
+  counter = first or 0
+  for i, body in ipairs(bodies) do
+    requests[i] = wrk.format(nil, nil, nil, body)
+  end
+end
+
+request = function()
+  counter = counter + 1
+  return requests[counter %% count + 1]
+end
+
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "BENCH requests=%%d duration_us=%%d status=%%d connect=%%d read=%%d write=%%d timeout=%%d" ..
+    " p50_us=%%.0f p99_us=%%.0f\\n",
+    summary.requests, summary.duration, e.status, e.connect, e.read, e.write, e.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+# --- load generator -------------------------------------------------------------------------------------------
+
+
+def ensure_wrk(progress: Progress) -> str:
+    """The path of wrk; installs the Debian package when missing and allowed (root, apt-get), else says how."""
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get") and Path("/etc/debian_version").exists():
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        with progress.step(f"installing the load generator: {WRK_INSTALL}"):
+            install = ["apt-get", "install", "-y", "wrk"]
+            if subprocess.run(install, env=env, check=False, capture_output=True).returncode != 0:
+                subprocess.run(["apt-get", "update"], env=env, check=False, capture_output=True)
+                subprocess.run(install, env=env, check=False, capture_output=True)
+        found = shutil.which("wrk")
+        if found:
+            return found
+    raise BenchError(f"the load generator wrk is needed; install it with: sudo {WRK_INSTALL}")
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    """What one wrk run reports."""
+
+    requests: int
+    seconds: float
+    status_errors: int  # answers that were not 2xx or 3xx
+    connect_errors: int
+    read_errors: int
+    write_errors: int
+    timeouts: int
+    p50_ms: float
+    p99_ms: float
+
+    @property
+    def rate(self) -> float:
+        """Requests per second."""
+        return self.requests / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def errors(self) -> int:
+        """Failed answers and socket errors together."""
+        return self.status_errors + self.connect_errors + self.read_errors + self.write_errors + self.timeouts
+
+    def problems(self) -> str:
+        """The errors in words, empty when there are none."""
+        if not self.errors:
+            return ""
+        return (
+            f"{self.status_errors:,} non-2xx/3xx responses; socket errors: connect {self.connect_errors:,}, "
+            f"read {self.read_errors:,}, write {self.write_errors:,}, timeout {self.timeouts:,}"
+        )
+
+
+_BENCH_LINE = re.compile(r"^BENCH (.*)$", re.MULTILINE)
+
+
+def _lua_string(text: str) -> str:
+    if "]==]" in text or "\n" in text:
+        raise ValueError(f"{text[:40]!r}... cannot be written as a one-line Lua long string")
+    return f"[==[{text}]==]"
+
+
+def write_script(path: Path, bodies: Sequence[bytes], headers: Mapping[str, str]) -> Path:
+    """Write a wrk Lua script that POSTs `bodies` in turn (each thread starting elsewhere in the list), every
+    request with `headers`."""
+    literals = "\n".join(f"  {_lua_string(body.decode())}," for body in bodies)
+    # A space after `[`: `[[` would open a Lua long string.
+    lines = "\n".join(f"wrk.headers[ {_lua_string(name)} ] = {_lua_string(value)}" for name, value in headers.items())
+    path.write_text(_WRK_SCRIPT % {"bodies": literals, "headers": lines})
+    return path
+
+
+def run_wrk(wrk: str, url: str, script: Path, seconds: int, connections: int) -> WrkResult:
+    """Run wrk against `url` for `seconds` and read the figures its `done()` hook prints."""
+    threads = min(WRK_THREADS, connections)
+    argv = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script), url]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 120, check=False)
+    match = _BENCH_LINE.search(result.stdout)
+    if result.returncode != 0 or match is None:
+        raise BenchError(f"wrk failed (exit code {result.returncode}):\n{result.stdout}{result.stderr}".strip())
+    values = {key: float(value) for key, value in (part.split("=", 1) for part in match.group(1).split())}
+    return WrkResult(
+        requests=int(values["requests"]),
+        seconds=values["duration_us"] / 1e6,
+        status_errors=int(values["status"]),
+        connect_errors=int(values["connect"]),
+        read_errors=int(values["read"]),
+        write_errors=int(values["write"]),
+        timeouts=int(values["timeout"]),
+        p50_ms=values["p50_us"] / 1000,
+        p99_ms=values["p99_us"] / 1000,
+    )
+
+
+# --- request bodies and records -------------------------------------------------------------------------------
+
+
+def seeded(seed: int) -> random.Random:
+    """A reproducible generator of benchmark data (not of secrets)."""
+    return random.Random(seed)  # noqa: S311 - test data, nothing secret
+
+
+def activity_event(rng: random.Random) -> dict[str, Any]:
+    """One realistic tracking body: ~100 communities, ~10,000 users, view/like/post, a small metadata dict."""
+    kind = rng.choice(ACTIVITY_TYPES)
+    metadata: dict[str, Any] = {"section": rng.choice(SECTIONS), "client": rng.choice(CLIENTS)}
+    if kind == "view":
+        metadata["duration"] = round(rng.uniform(1, 300), 1)
+    elif kind == "post":
+        metadata["post_id"] = rng.randint(1, 10_000_000)
+    return {
+        "community_id": rng.randint(1, COMMUNITIES),
+        "user_id": rng.randint(1, USERS),
+        "activity_type": kind,
+        "metadata": metadata,
+    }
+
+
+def single_bodies(rng: random.Random, count: int = SINGLE_BODIES) -> list[bytes]:
+    """Bodies of single-event tracking requests."""
+    return [msgspec.json.encode(activity_event(rng)) for _ in range(count)]
+
+
+def batch_bodies(rng: random.Random, count: int = BATCH_BODIES, size: int = BATCH_SIZE) -> list[bytes]:
+    """Bodies of batch tracking requests, `size` events each."""
+    return [msgspec.json.encode([activity_event(rng) for _ in range(size)]) for _ in range(count)]
+
+
+def stream_records(settings: Settings, rng: random.Random, count: int) -> list[ActivityRecord]:
+    """`count` records as the API makes them from tracking bodies, received 50 us apart ending now."""
+    start = datetime.now(UTC) - timedelta(microseconds=50 * count)
+    return [
+        activity_record(
+            msgspec.convert(activity_event(rng), TrackActivity), start + timedelta(microseconds=50 * i), settings
+        )
+        for i in range(count)
+    ]
+
+
+# --- measuring ------------------------------------------------------------------------------------------------
+
+
+def measure(
+    progress: Progress,
+    load: OtherLoad,
+    wrk: str,
+    app: HttpApp,
+    path: str,
+    script: Path,
+    label: str,
+    options: Options,
+) -> tuple[WrkResult, WrkResult]:
+    """A warm-up run, then the measured one; both results (warm-up first)."""
+    url = app.url(path)
+    with progress.step(f"{label}: warm-up {WARMUP_SECONDS} s"):
+        warmup = run_wrk(wrk, url, script, WARMUP_SECONDS, options.connections)
+    if warmup.errors:
+        progress.warn(f"{label} warm-up: {warmup.problems()}")
+    with progress.step(f"{label}: measuring {options.duration} s"), load.watch(label, progress):
+        result = run_wrk(wrk, url, script, options.duration, options.connections)
+    progress.note(f"{label}: {result.rate:,.0f} req/s, latency p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms")
+    if result.errors:
+        progress.warn(f"{label}: {result.problems()} -- the figures of this run are NOT valid")
+    return warmup, result
+
+
+# --- stream -> table ------------------------------------------------------------------------------------------
+
+
+def reset_table(database_url: str) -> None:
+    """Empty the events table and checkpoint, so that each write run starts from the same state."""
+    with connect(database_url) as conn:
+        conn.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(TABLE)))
+        # On a managed database without the privilege, the run starts with whatever dirty buffers there are.
+        with contextlib.suppress(psycopg.errors.InsufficientPrivilege):
+            conn.execute("CHECKPOINT")
+
+
+def count_rows(database_url: str) -> int:
+    """Rows in the events table."""
+    with connect(database_url) as conn:
+        row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(TABLE))).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def fill_stream(redis_url: str, records: Sequence[ActivityRecord]) -> float:
+    """Put `records` into the stream through the service's LiveWriter, CHUNK per call; the seconds it took."""
+
+    async def fill() -> float:
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            writer = LiveWriter(client, MAX_BACKLOG)
+            start = time.perf_counter()
+            for i in range(0, len(records), CHUNK):
+                await writer.write(records[i : i + CHUNK])
+            return time.perf_counter() - start
+        finally:
+            await client.aclose()
+
+    return asyncio.run(fill())
+
+
+def raw_copy(database_url: str, records: Sequence[ActivityRecord]) -> float:
+    """The baseline: one `COPY ... FROM STDIN` of the records' rows in one transaction; the seconds it took."""
+    rows = [
+        (r.time, r.event_id, r.community_id, r.user_id, r.activity_type, r.session_id, r.duration, r.section,
+         Jsonb(r.metadata))
+        for r in records
+    ]  # fmt: skip
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(TABLE), ACTIVITY_COLUMNS)
+    with psycopg.connect(database_url) as conn:
+        start = time.perf_counter()
+        with conn.cursor() as cur, cur.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(row)
+        conn.commit()
+        return time.perf_counter() - start
+
+
+def drain_stream(settings: Settings, expected: int) -> float:
+    """Time an IngestWorker's own loop (`run()`, reading ahead while it writes) until it stored `expected`
+    events; the seconds it took."""
+    assert settings.database_url is not None and settings.redis_url is not None
+    pool = sync_pool(settings, settings.database_url)
+    pool.open(wait=True)
+    client = redis.Redis.from_url(settings.redis_url)
+    worker = IngestWorker(settings, pool, client, "bench", threading.Event())
+    runner = threading.Thread(target=worker.run, name="bench-ingest")
+    try:
+        start = time.perf_counter()
+        runner.start()
+        last, last_change = 0, start
+        while worker.ingested < expected:
+            time.sleep(0.005)
+            if worker.ingested != last:
+                last, last_change = worker.ingested, time.perf_counter()
+            elif time.perf_counter() - last_change > 5 or not runner.is_alive():
+                raise BenchError(f"the stream ran dry after {worker.ingested:,} of {expected:,} events were stored")
+        return time.perf_counter() - start
+    finally:
+        worker.stop.set()
+        runner.join(30)
+        pool.close()
+        client.close()
+
+
+# --- report ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table."""
+
+    name: str
+    measured: str
+    baseline: str
+    ratio: float
+    goal: float | None
+    valid: bool
+    disturbed: bool = False  # other processes took CPU during one of the spans behind it
+
+    def cells(self) -> list[str]:
+        """The row's text, column by column."""
+        goal = f">= {self.goal:.0%}".replace("%", " %") if self.goal is not None else "-"
+        if not self.valid:
+            verdict = "INVALID (errors)"
+        elif self.goal is None:
+            verdict = ""
+        else:
+            verdict = "met" if self.ratio >= self.goal else "MISSED"
+        if self.disturbed:
+            verdict = f"{verdict} (disturbed)".lstrip()
+        return [self.name, self.measured, self.baseline, f"{self.ratio:.0%}".replace("%", " %"), goal, verdict]
+
+
+# --- the run --------------------------------------------------------------------------------------------------
+
+
+def run(settings: Settings, options: Options) -> int:
+    """Run the ingest benchmark, print the table; 0 when every run was free of errors, else 1 (130: stopped)."""
+
+    def body(bench: Bench) -> int:
+        wrk = ensure_wrk(bench.progress)
+        idle = bench.check_idle()
+        urls = bench.start_servers(
+            f"using DATABASE_URL: the bench TRUNCATEs {TABLE} there (before, between runs and after)",
+            "using REDIS_URL: the bench FLUSHes that Redis database (before, between runs and after)",
+        )
+        return _benchmark(settings, options, bench.progress, wrk, bench.directory, urls, bench.apps, bench.wall, idle)
+
+    return run_bench(settings, body, _clean_external)
+
+
+def _clean_external(bench: Bench) -> None:
+    """Leave a database or Redis the user gave us without the bench's events."""
+    assert bench.urls is not None
+    try:
+        if bench.external_database:
+            with connect(bench.urls[0]) as conn:
+                conn.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(TABLE)))
+        if bench.external_redis:
+            flush_redis(bench.urls[1])
+    except (psycopg.Error, redis.RedisError) as exc:
+        print(f"analytics bench: could not clean up after the run: {exc}", file=sys.stderr)
+
+
+def _benchmark(
+    settings: Settings,
+    options: Options,
+    progress: Progress,
+    wrk: str,
+    directory: Path,
+    urls: tuple[str, str],
+    apps: list[HttpApp],
+    wall: float,
+    idle: float | None,
+) -> int:
+    """The three measurements and the report, on servers that are up; the exit code."""
+    database_url, redis_url = urls
+    with progress.step("migrating"), connect(database_url, wait=settings.db_wait) as conn:
+        engine = detect_engine(conn)
+        migrate(conn, engine)
+    reset_table(database_url)
+    flush_redis(redis_url)
+    settings = msgspec.structs.replace(
+        settings, database_url=database_url, redis_url=redis_url, ingest_max_backlog=MAX_BACKLOG
+    )
+    rng = seeded(20260101)
+    # The service authenticates every request and rate-limits tracking: both apps get the same requests,
+    # Authorization header included (the minimal route reads no header).
+    auth = credentials(settings)
+    single_script = write_script(directory / "single.lua", single_bodies(rng), auth.header)
+    batch_script = write_script(directory / "batch.lua", batch_bodies(rng), auth.header)
+    probe_single = single_bodies(seeded(1), 1)[0]
+    probe_batch = batch_bodies(seeded(2), 1)[0]
+
+    # 1. the baseline: a minimal Litestar POST route on the same uvicorn, same worker count
+    port = free_port()
+    argv = [sys.executable, "-m", "uvicorn", "service.tools.bench.minimal:app", "--workers", str(HTTP_WORKERS),
+            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-proxy-headers",
+            "--no-server-header"]  # fmt: skip
+    minimal = HttpApp(directory, "minimal", argv, dict(os.environ), port, auth.header)
+    apps.append(minimal)
+    with progress.step(f"starting the minimal app ({HTTP_WORKERS} uvicorn workers)"):
+        minimal.start()
+    minimal.expect(TRACK_PATH, probe_single)
+    load = OtherLoad()
+    _, base = measure(progress, load, wrk, minimal, TRACK_PATH, single_script, "minimal POST", options)
+    minimal.stop()
+
+    # 2. the service: single-event and batch tracking; no ingest worker runs, the stream grows
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "ANALYTICS_HOST": "127.0.0.1",
+        "ANALYTICS_PORT": str(port),
+        "ANALYTICS_WORKERS": str(HTTP_WORKERS),
+        "ANALYTICS_LOG_LEVEL": "WARNING",
+        "INGEST_MAX_BACKLOG": str(MAX_BACKLOG),
+        **auth.env,
+    }
+    service = HttpApp(directory, "service", [sys.executable, "-m", "service", "serve"], env, port, auth.header)
+    apps.append(service)
+    with progress.step(f"starting the service (`analytics serve`, {HTTP_WORKERS} uvicorn workers)"):
+        service.start()
+    service.expect(TRACK_PATH, probe_single)
+    service.expect(BATCH_PATH, probe_batch, accepted=BATCH_SIZE)
+    single_warmup, single = measure(
+        progress, load, wrk, service, TRACK_PATH, single_script, "single-event tracking", options
+    )
+    batch_label = f"batch tracking ({BATCH_SIZE}/req)"
+    batch_warmup, batch = measure(progress, load, wrk, service, BATCH_PATH, batch_script, batch_label, options)
+    service.stop()
+    # Every answered request must have put its events into the stream (requests still in flight when wrk
+    # stopped may have added a few more).
+    answered = 1 + BATCH_SIZE + single_warmup.requests + single.requests
+    answered += BATCH_SIZE * (batch_warmup.requests + batch.requests)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        streamed = stream_events(client)
+    finally:
+        client.close()
+    progress.note(f"the stream holds {streamed:,} events; wrk saw {answered:,} events answered")
+    missing = max(0, answered - streamed)
+    if missing:
+        progress.warn(f"{missing:,} answered events are missing from the stream")
+
+    # 3. stream -> table: the ingest worker against a raw COPY of the same rows
+    flush_redis(redis_url)
+    with progress.step(f"making {options.events:,} records"):
+        records = stream_records(settings, rng, options.events)
+    with progress.step(f"filling the stream through LiveWriter ({CHUNK:,} records per call)"):
+        fill_seconds = fill_stream(redis_url, records)
+    reset_table(database_url)
+    wait_for_redis_persistence(redis_url)
+    with progress.step(f"raw COPY of {options.events:,} rows"), load.watch("raw COPY", progress):
+        copy_seconds = raw_copy(database_url, records)
+    copied = count_rows(database_url)
+    reset_table(database_url)
+    wait_for_redis_persistence(redis_url)
+    with (
+        progress.step(f"IngestWorker.run() until {options.events:,} events are stored"),
+        load.watch("ingest worker", progress),
+    ):
+        drain_seconds = drain_stream(settings, options.events)
+    stored = count_rows(database_url)
+    for label, count in (("raw COPY", copied), ("the ingest worker", stored)):
+        if count != options.events:
+            raise BenchError(f"{label} left {count:,} rows in {TABLE}, expected {options.events:,}")
+    reset_table(database_url)
+
+    copy_rate = options.events / copy_seconds
+    drain_rate = options.events / drain_seconds
+    batch_events = batch.rate * BATCH_SIZE
+    base_text = f"minimal POST {base.rate:,.0f} req/s"
+    rows = [
+        Row("single-event tracking", f"{single.rate:,.0f} req/s", base_text, single.rate / base.rate, SINGLE_GOAL,
+            not (single.errors or base.errors), load.disturbed("minimal POST", "single-event tracking")),
+        Row(batch_label, f"{batch_events:,.0f} ev/s", base_text, batch_events / base.rate, None,
+            not (batch.errors or base.errors), load.disturbed("minimal POST", batch_label)),
+        Row("stream -> table", f"{drain_rate:,.0f} ev/s", f"raw COPY {copy_rate:,.0f} rows/s", drain_rate / copy_rate,
+            INGEST_GOAL, True, load.disturbed("raw COPY", "ingest worker")),
+    ]  # fmt: skip
+    threads = min(WRK_THREADS, options.connections)
+    header = (
+        f"ingest benchmark ({cores()} cores, wrk {threads} threads x {options.connections} connections, "
+        f"{options.duration} s each after a {WARMUP_SECONDS} s warm-up; {HTTP_WORKERS} uvicorn workers; "
+        f"engine {engine})"
+    )
+    notes = [
+        "",
+        "tracking measured with authentication and rate limiting: every request carries a service JWT (HS256) "
+        "that the authentication middleware verifies (cached per process after the first request), and passes "
+        f"the tracking rate limiter (counted per process, flushed to Redis; RATE_LIMIT_TRACK {BENCH_RATE_LIMIT:,} "
+        "so the bench's one token is never refused); the minimal route gets the same requests and checks nothing",
+        f"batch: events/s through the batch route ({batch.rate:,.0f} req/s x {BATCH_SIZE} events) compared with "
+        "requests/s of the minimal route (one event per request)",
+        f"latency p50 / p99: minimal {base.p50_ms:.1f} / {base.p99_ms:.1f} ms, single {single.p50_ms:.1f} / "
+        f"{single.p99_ms:.1f} ms, batch {batch.p50_ms:.1f} / {batch.p99_ms:.1f} ms",
+        f"stream -> table: {options.events:,} events; IngestWorker.run() with INGEST_BATCH_SIZE "
+        f"{settings.ingest_batch_size:,} until drained ({drain_seconds:.2f} s) vs one COPY in one transaction "
+        f"({copy_seconds:.2f} s); stream filled by LiveWriter at {options.events / fill_seconds:,.0f} ev/s "
+        "(not part of the ratio)",
+    ]
+    invalid = [(label, r) for label, r in (("minimal POST", base), ("single", single), ("batch", batch)) if r.errors]
+    for label, r in invalid:
+        notes.append(f"!!! {label}: {r.problems()} -- the figures of this run are NOT valid")
+    if missing:
+        notes.append(f"!!! {missing:,} events answered 202 are missing from the stream")
+    notes.append(machine(database_url, redis_url))
+    notes.append(load.summary())
+    idle_text = "unknown" if idle is None else f"{idle:.0%}"
+    notes.append(f"wall time: {time.monotonic() - wall:.0f} s; CPU idle in the second before the run: {idle_text}")
+    print(
+        render_table(
+            header, [["", "measured", "baseline", "ratio", "goal", ""], *(row.cells() for row in rows)], {1, 3}
+        )
+    )
+    print("\n".join(notes), flush=True)
+    return 1 if invalid or missing else 0

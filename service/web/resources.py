@@ -1,0 +1,77 @@
+"""What one API process holds open (pool, Redis client, engine), and the dependency that hands it out."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import redis.asyncio as aioredis
+from litestar.datastructures import State
+from psycopg_pool import AsyncConnectionPool
+
+from service.auth.ratelimit import RateLimiter
+from service.auth.tokens import TokenCache
+from service.core.db import Engine
+from service.core.geoip import GeoResolver, Network
+from service.core.settings import Settings
+from service.live.state import LiveWriter
+from service.storage.migrations import SqlFile
+from service.tasks.worker import TaskQueue
+
+if TYPE_CHECKING:  # request_tracking builds on the handlers' modules, which import this one
+    from service.web.request_tracking import ErrorRecorder
+
+
+class Resources:
+    """What one API process holds open: opened in the lifespan, handed to handlers by `provide_resources`.
+
+    A plain class on purpose: Litestar validates dependency values against their annotation, and a plain
+    class costs an isinstance check where a dataclass would be converted field by field on every request.
+    """
+
+    __slots__ = (
+        "engine",
+        "errors",
+        "geoip",
+        "limiter",
+        "live",
+        "pool",
+        "proxies",
+        "queue",
+        "redis",
+        "schema",
+        "settings",
+        "tokens",
+    )
+
+    def __init__(
+        self,
+        settings: Settings,
+        pool: AsyncConnectionPool,
+        redis: aioredis.Redis,
+        engine: Engine,
+        schema: list[SqlFile],
+        live: LiveWriter,
+        geoip: GeoResolver | None,
+        proxies: list[Network],
+        queue: TaskQueue,
+        errors: ErrorRecorder,
+        limiter: RateLimiter,
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.redis = redis
+        self.engine = engine
+        self.schema = schema  # the migrations and rollups this engine should have applied
+        self.live = live
+        self.geoip = geoip
+        self.proxies = proxies  # TRUSTED_PROXIES, parsed once
+        self.queue = queue  # enqueues runs asked for through the API
+        self.errors = errors  # records unhandled exceptions as error logs
+        self.limiter = limiter  # the tracking rate limit, flushed to Redis in the background
+        self.tokens = TokenCache(settings)  # verified bearer tokens, valid for these settings only
+
+
+def provide_resources(state: State) -> Resources:
+    """Dependency: the process's open resources."""
+    resources: Resources = state.resources
+    return resources
