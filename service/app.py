@@ -26,10 +26,11 @@ from service.core.openapi import declare_error_answers
 from service.core.query_params import QueryRules, check_query
 from service.core.settings import ConfigError, Settings, from_env
 from service.errorlog.api import ErrorGroupsController, ErrorLogsController
+from service.errorlog.recorder import ErrorRecorder
 from service.geo.api import GeoAnalyticsController
 from service.ingest import countries
 from service.ingest.api import CommunityTrackController, EventsController, GeoTrackController
-from service.live.state import LiveWriter
+from service.live.writer import LiveWriter
 from service.observability.request_metrics import instrument
 from service.reports.api import ReportsController
 from service.snapshots.api import DailyAnalyticsController, UserAnalyticsController
@@ -40,7 +41,6 @@ from service.tasks.worker import create_queue
 from service.web.health import HealthController
 from service.web.metrics_api import MetricsController
 from service.web.request_tracking import (
-    ErrorRecorder,
     RequestCounter,
     api_request_finished,
     flushing,
@@ -110,17 +110,17 @@ def create_app(settings: Settings) -> Litestar:
             errors = ErrorRecorder(pool)
             limiter = RateLimiter(client)
             app.state.resources = Resources(
-                settings,
-                pool,
-                client,
-                engine,
-                plan(engine),
-                live,
-                geoip,
-                settings.proxy_networks(),
-                create_queue(settings),
-                errors,
-                limiter,
+                settings=settings,
+                pool=pool,
+                redis=client,
+                engine=engine,
+                schema=plan(engine),
+                live=live,
+                geoip=geoip,
+                proxies=settings.proxy_networks(),
+                queue=create_queue(settings),
+                errors=errors,
+                limiter=limiter,
             )
             async with flushing(counter, client), limiting(limiter):
                 yield

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 
@@ -12,6 +13,7 @@ from service import __version__
 from service.core.db import DatabaseUnavailable, connect, detect_engine
 from service.core.settings import ENV_NAMES, ConfigError, Settings, from_env
 from service.storage.migrations import MigrationError, migrate
+from service.tools.bench.options import TARGETS, Options
 from service.tools.localstack import StackError
 
 log = logging.getLogger("analytics")
@@ -90,22 +92,12 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
     from service.tools import bench
 
-    options = bench.Options(
-        duration=args.duration,
-        connections=args.connections,
-        events=args.events if args.events is not None else bench.DEFAULT_EVENTS[args.target],
-        geo_events=args.geo_events,
-        communities=args.communities,
-        users=args.users,
-        days=args.days,
-        samples=args.samples,
-        raw_samples=args.raw_samples,
-    )
+    options = Options.of(args.target, {f.name: getattr(args, f.name) for f in dataclasses.fields(Options)})
     return bench.run(settings, args.target, options)
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
-    from service.tools import demo
+    from service.tools.demo import runner as demo
 
     options = demo.Options(
         url=args.url or demo.default_url(settings),
@@ -195,42 +187,15 @@ def parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "target",
-        choices=["ingest", "queries"],
+        choices=TARGETS,
         help="what to measure: ingest (tracking and stream -> table) or queries (read endpoints against the same "
         "figures computed from the raw tables)",
     )
-    bench.add_argument(
-        "--duration",
-        type=_positive,
-        default=10,
-        metavar="SECONDS",
-        help="ingest: seconds per HTTP measurement (default 10)",
-    )
-    bench.add_argument("--connections", type=_positive, default=64, help="ingest: wrk connections (default 64)")
-    bench.add_argument(
-        "--events",
-        type=_positive,
-        default=None,
-        help="ingest: events put through the stream -> table path (default 200000); queries: activity events "
-        "loaded (default 10000000)",
-    )
-    bench.add_argument(
-        "--geo-events", type=_positive, default=1_000_000, help="queries: geo access events loaded (default 1000000)"
-    )
-    bench.add_argument("--communities", type=_positive, default=1_000, help="queries: communities (default 1000)")
-    bench.add_argument("--users", type=_positive, default=100_000, help="queries: members (default 100000)")
-    bench.add_argument(
-        "--days", type=_positive, default=30, help="queries: days the data set spans, ending now (default 30)"
-    )
-    bench.add_argument(
-        "--samples", type=_positive, default=200, help="queries: timed requests per endpoint (default 200)"
-    )
-    bench.add_argument(
-        "--raw-samples",
-        type=_positive,
-        default=20,
-        help="queries: timed computations from the raw tables per endpoint (default 20)",
-    )
+    for option in dataclasses.fields(Options):  # --duration, --geo-events, ...: one per field, its default there
+        text = option.metadata["help"]
+        if option.name != "events":  # whose default depends on the target
+            text += f" (default {option.default})"
+        bench.add_argument(f"--{option.name.replace('_', '-')}", type=_positive, default=None, help=text)
     token = sub.add_parser(
         "token",
         help="print a signed token for local development (JWT_SECRET, or the secret `analytics dev` created)",

@@ -15,9 +15,9 @@ from service.app import create_app
 from service.auth.tokens import issue_token
 from service.core.db import detect_engine
 from service.core.settings import Settings
-from service.ingest.schemas import ActivityRecord, GeoRecord
 from service.ingest.worker import IngestWorker
 from service.ingest.writer import write_batch
+from service.live.records import ActivityRecord, GeoRecord
 from service.storage.rollups import refresh
 
 TEST_JWT_SECRET = "test-secret-of-at-least-32-characters"  # the JWT_SECRET of settings_for()

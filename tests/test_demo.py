@@ -32,22 +32,10 @@ from service.ingest.worker import IngestWorker
 from service.snapshots.schemas import DailyAnalytics
 from service.system_metrics.schemas import SystemMetricCreate
 from service.tasks.worker import execute
-from service.tools.demo import (
-    AGE_MARGIN,
-    CHECK_DEADLINE,
-    TASKS,
-    Api,
-    Community,
-    Options,
-    Progress,
-    Sender,
-    Simulator,
-    World,
-    _live,
-    build_world,
-    history,
-    history_window,
-)
+from service.tools.demo.client import CHECK_DEADLINE, Api, Progress, Sender
+from service.tools.demo.runner import AGE_MARGIN, TASKS, Options, _live, history_window
+from service.tools.demo.simulation import Simulator, history
+from service.tools.demo.world import Community, World, build_world
 from service.tools.dev import dev_jwt_secret
 from tests.observability.test_dashboards import ALL, SQL_QUERIES, grafana_sql, is_number
 from tests.support import TEST_JWT_SECRET, drain, rows

@@ -14,7 +14,7 @@ from litestar.types import Receive, Scope, Send
 
 from service.app import create_app
 from service.core.settings import Settings
-from service.live.state import requests_key
+from service.live.keys import requests_key
 from service.tasks.worker import execute
 from service.web.request_tracking import kept_address
 from tests.support import bearer, rows

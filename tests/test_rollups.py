@@ -11,8 +11,8 @@ import psycopg
 import pytest
 
 from service.core.settings import Settings
-from service.ingest.schemas import ActivityRecord, GeoRecord
-from service.live.state import activity_level
+from service.live.realtime import activity_level
+from service.live.records import ActivityRecord, GeoRecord
 from service.storage.rollups import floor, merge, record_invalidation
 from service.tasks.worker import execute
 from tests.support import act, at, refresh_rollups, rows, staff_client, store

@@ -20,11 +20,13 @@ import redis.asyncio as aioredis
 from litestar.testing import TestClient
 from prometheus_client import REGISTRY
 
+from service.core import task_catalog
 from service.core.settings import Settings
-from service.ingest.schemas import GeoRecord
-from service.live.state import DEAD_LETTERS, LiveWriter
-from service.tasks import schedule as scheduling
-from service.tasks.schedule import TASKS, Stored, TaskSpec, lookup, planned, schedule_name
+from service.core.task_catalog import TASKS, TaskSpec, lookup, schedule_name
+from service.live.keys import DEAD_LETTERS
+from service.live.records import GeoRecord
+from service.live.writer import LiveWriter
+from service.tasks.schedule import Stored, planned
 from service.tasks.worker import (
     LOCK_PREFIX,
     MinuteScheduler,
@@ -246,7 +248,7 @@ def explode(context: object) -> dict[str, Any]:
 def test_a_failure_is_recorded_and_releases_the_lock(
     settings: Settings, redis_url: str, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(scheduling.BY_NAME, "boom", TaskSpec("boom", "* * * * *", "tests.test_tasks:explode", "x"))
+    monkeypatch.setitem(task_catalog.BY_NAME, "boom", TaskSpec("boom", "* * * * *", "tests.test_tasks:explode", "x"))
     outcome = execute(settings, "boom")
     assert (outcome.status, outcome.error) == ("failure", "RuntimeError: the disk is full")
     assert rows(database_url, "SELECT status, error FROM task_runs") == [("failure", "RuntimeError: the disk is full")]
@@ -435,13 +437,13 @@ def test_cleanup_redis_analytics(settings: Settings, redis_url: str) -> None:
     client.set("unrelated:key", "kept")
     for n in range(12):
         client.xadd(DEAD_LETTERS, {"v": b"x", "error": f"bad {n}"})
-    import service.live.state
+    import service.live.cleanup
 
-    service.live.state.DEAD_LETTERS_KEPT, kept = 10, service.live.state.DEAD_LETTERS_KEPT
+    service.live.cleanup.DEAD_LETTERS_KEPT, kept = 10, service.live.cleanup.DEAD_LETTERS_KEPT
     try:
         outcome = execute(settings, "cleanup_redis_analytics")
     finally:
-        service.live.state.DEAD_LETTERS_KEPT = kept
+        service.live.cleanup.DEAD_LETTERS_KEPT = kept
     assert outcome.details["stale_presence_members"] == 1
     assert outcome.details["expiries_restored"] >= 2
     assert client.zrange("analytics:presence:4", 0, -1) == [b"1"]

@@ -11,10 +11,10 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from service.auth.guards import principal_of
 from service.auth.middleware import bearer_token
-from service.auth.ratelimit import auth_rate_limit
 from service.auth.sessions import CSRF_COOKIE, SESSION_COOKIE, create_session, delete_session, session_lifetime
 from service.auth.tokens import Principal, verify_token
 from service.core.errors import AuthenticationFailed
+from service.web.limits import auth_rate_limit
 from service.web.resources import Resources
 
 AnyRequest = Request[Any, Any, Any]

@@ -28,20 +28,13 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis.asyncio as aioredis
 import redis.exceptions
-from litestar.connection import ASGIConnection
-from litestar.handlers.base import BaseRouteHandler
 
-from service.auth.guards import principal_of
 from service.core.errors import TooManyRequests, Unavailable, first_line
-from service.core.geoip import connection_address
-from service.live.state import rate_key
-
-if TYPE_CHECKING:  # resources.py holds a RateLimiter
-    from service.web.resources import Resources
+from service.live.keys import rate_key
 
 log = logging.getLogger(__name__)
 WINDOW = 60
@@ -157,23 +150,3 @@ async def hit(client: aioredis.Redis, bucket: str, who: str, limit: int, now: fl
     if count > limit:
         raise _refusal(bucket, limit, now)
     return int(count)
-
-
-def address_of(connection: ASGIConnection[Any, Any, Any, Any], resources: Resources) -> str:
-    """The client's address (X-Forwarded-For believed only from TRUSTED_PROXIES)."""
-    address = connection_address(connection, resources.proxies)
-    return str(address) if address is not None else "unknown"
-
-
-def admit_tracking(connection: ASGIConnection[Any, Any, Any, Any], resources: Resources) -> None:
-    """The tracking routes' limit: RATE_LIMIT_TRACK requests per minute per principal (decided locally, shared
-    through Redis by the limiter's flushes). Called first thing by the tracking handlers rather than as a guard:
-    Litestar copies the route handler for every guard call, which costs more than the check itself."""
-    principal = principal_of(connection)
-    resources.limiter.admit("track", f"{principal.kind}:{principal.subject}", resources.settings.rate_limit_track)
-
-
-async def auth_rate_limit(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    """Guard of the sign-in route: RATE_LIMIT_AUTH attempts per minute per client address (one round trip)."""
-    resources: Resources = connection.app.state.resources
-    await hit(resources.redis, "auth", address_of(connection, resources), resources.settings.rate_limit_auth)

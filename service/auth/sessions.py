@@ -15,7 +15,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from service.auth.tokens import Principal
-from service.live.state import session_key
+from service.live.keys import session_key
 
 SESSION_COOKIE = "analytics_session"
 CSRF_COOKIE = "analytics_csrf"

@@ -14,7 +14,7 @@ from service.community.figures import community_report, patterns
 from service.community.queries import hourly_volumes, report_figures, today_by_community
 from service.community.schemas import ActivityPatterns, CommunityReport, CommunityToday
 from service.core.windows import Days, Window
-from service.live.state import Realtime, realtime, realtime_many
+from service.live.realtime import Realtime, realtime, realtime_many
 from service.web.resources import Resources
 
 

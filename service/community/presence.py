@@ -10,8 +10,10 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from service.live.state import PRESENCE_WINDOW, live_communities, peak_key
-from service.tasks.schedule import TaskContext, quarter_hour
+from service.core.task_context import TaskContext
+from service.core.windows import quarter_hour
+from service.live.keys import PRESENCE_WINDOW, peak_key
+from service.live.realtime import live_communities
 
 # A community sampled earlier today that has no presence left is sampled as 0 online, so its daily average
 # counts the quiet quarter hours too (from its first sample of the day on).

@@ -84,14 +84,16 @@ def async_pool(settings: Settings, url: str) -> AsyncConnectionPool:
     )
 
 
-def sync_pool(settings: Settings, url: str) -> ConnectionPool:
-    """A worker's pool; the caller opens it on start-up."""
+def sync_pool(
+    settings: Settings, url: str, *, name: str = "worker", autocommit: bool = False, size: int | None = None
+) -> ConnectionPool:
+    """A worker's pool (`size` connections, else DB_POOL_MIN to DB_POOL_MAX); the caller opens it on start-up."""
     return ConnectionPool(
         url,
-        kwargs=_connection_options(settings),
-        min_size=settings.db_pool_min,
-        max_size=settings.db_pool_max,
+        kwargs={**_connection_options(settings), "autocommit": autocommit},
+        min_size=size or settings.db_pool_min,
+        max_size=size or settings.db_pool_max,
         timeout=settings.db_timeout,
         open=False,
-        name="worker",
+        name=name,
     )

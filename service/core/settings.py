@@ -13,6 +13,9 @@ import msgspec
 from dotenv import dotenv_values
 from msgspec import Meta
 
+from service.core.cron import parse_cron
+from service.core.task_catalog import lookup
+
 
 class ConfigError(Exception):
     """A setting is missing or has a wrong value; the message is one line naming the variable."""
@@ -226,8 +229,6 @@ class Settings(
 
     def task_schedules(self) -> dict[str, str]:
         """TASK_SCHEDULES parsed and checked: task name -> cron expression."""
-        from service.tasks.schedule import lookup, parse_cron  # imported late: scheduling builds on settings
-
         overrides: dict[str, str] = {}
         for part in filter(None, (p.strip() for p in self.task_schedules_raw.split(";"))):
             name, sep, expression = (x.strip() for x in part.partition("="))
@@ -243,8 +244,6 @@ class Settings(
 
     def disabled_tasks(self) -> set[str]:
         """TASKS_DISABLED parsed and checked."""
-        from service.tasks.schedule import lookup
-
         names = sorted(n.strip() for n in self.tasks_disabled_raw.split(",") if n.strip())
         specs = {name: lookup(name) for name in names}
         unknown = [name for name, spec in specs.items() if spec is None]

@@ -51,3 +51,8 @@ def percent(part: float, whole: float, places: int = 1) -> float | None:
 def minutes(seconds: float | None) -> float | None:
     """A mean visit length in seconds in minutes, two decimals, as the reports show it; None (null) for no visits."""
     return None if seconds is None else round(float(seconds) / 60, 2)
+
+
+def quarter_hour(now: datetime) -> datetime:
+    """The start of the quarter hour holding `now`: the sample slot of the quarter-hourly tasks."""
+    return now.replace(minute=now.minute - now.minute % 15, second=0, microsecond=0)

@@ -15,7 +15,7 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any
 
-from service.tasks.schedule import TaskContext
+from service.core.task_context import TaskContext
 
 LEVELS = ["debug", "info", "warning", "error", "critical"]  # by severity
 BATCH = 5_000

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from service.core.task_context import TaskContext
 from service.storage.rollups import record_invalidation
-from service.tasks.schedule import TaskContext
 
 LOOKBACK = timedelta(days=1)
 

@@ -18,25 +18,17 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 from msgspec import Meta
 
 from service.auth.guards import principal_of, require_may_track_for
-from service.auth.ratelimit import admit_tracking
 from service.auth.tokens import Principal
 from service.core import client_json
 from service.core.errors import FieldError, Forbidden, InvalidInput, Unavailable
 from service.core.geoip import connection_address
 from service.core.openapi import json_body
 from service.ingest.records import activity_record, geo_record
-from service.ingest.schemas import (
-    Accepted,
-    ActivityRecord,
-    BatchAccepted,
-    GeoRecord,
-    ItemResult,
-    PlatformEvent,
-    TrackActivity,
-    TrackGeo,
-)
-from service.live.state import Backlogged
+from service.ingest.schemas import Accepted, BatchAccepted, ItemResult, PlatformEvent, TrackActivity, TrackGeo
+from service.live.records import ActivityRecord, GeoRecord
+from service.live.writer import Backlogged
 from service.observability.metrics import EVENTS_ACCEPTED, EVENTS_REJECTED, GEO_DECISIONS
+from service.web.limits import admit_tracking
 from service.web.resources import Resources
 
 

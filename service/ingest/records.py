@@ -12,7 +12,8 @@ from service.core.errors import FieldError, InvalidInput
 from service.core.geoip import Place
 from service.core.settings import Settings
 from service.ingest.countries import country_code
-from service.ingest.schemas import ActivityRecord, GeoRecord, PlatformEvent, TrackActivity, TrackGeo
+from service.ingest.schemas import PlatformEvent, TrackActivity, TrackGeo
+from service.live.records import ActivityRecord, GeoRecord
 
 Address = IPv4Address | IPv6Address
 MAX_DURATION = 7 * 86400.0  # seconds; longer "durations" are client bugs

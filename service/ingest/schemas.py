@@ -75,36 +75,6 @@ class TrackGeo(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     timestamp: AwareDatetime | None = None
 
 
-class ActivityRecord(msgspec.Struct, array_like=True, frozen=True):
-    """An accepted activity event as it travels through the stream into `activity_events`."""
-
-    time: datetime
-    event_id: UUID
-    community_id: int | None
-    user_id: int | None
-    activity_type: str
-    session_id: str | None
-    duration: float | None
-    section: str | None
-    metadata: dict[str, Any]
-
-
-class GeoRecord(msgspec.Struct, array_like=True, frozen=True):
-    """An accepted geo access decision as it travels into `geo_access_events` (no IP address)."""
-
-    time: datetime
-    event_id: UUID
-    community_id: int
-    user_id: int | None
-    country: str | None
-    country_code: str | None
-    region: str | None
-    city: str | None
-    access_result: str
-    restriction_scope: str | None
-    is_traveler: bool | None  # None: the worker infers it from the user's home country
-
-
 class ItemResult(msgspec.Struct, omit_defaults=True):
     """The outcome of one item of a batch, in request order."""
 

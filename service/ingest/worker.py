@@ -28,9 +28,10 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from service.core.db import sync_pool
 from service.core.errors import first_line
 from service.core.settings import Settings
-from service.ingest.schemas import ActivityRecord, GeoRecord
 from service.ingest.writer import Written, write_batch
-from service.live.state import DEAD_LETTERS, GROUP, KIND_ACTIVITY, KIND_GEO, STREAM, trim_acknowledged
+from service.live.keys import DEAD_LETTERS, GROUP, KIND_ACTIVITY, KIND_GEO, STREAM
+from service.live.records import ActivityRecord, GeoRecord
+from service.live.stream import trim_acknowledged
 from service.observability.metrics import EVENTS_INGESTED
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from service.ingest.schemas import ActivityRecord, GeoRecord
+from service.live.records import ActivityRecord, GeoRecord
 from service.storage.rollups import record_invalidation
 
 ACTIVITY_COLUMNS = sql.SQL(", ").join(

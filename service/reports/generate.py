@@ -15,6 +15,7 @@ import msgspec
 import psycopg
 
 from service.community.figures import community_report, patterns
+from service.core.task_context import TaskContext
 from service.core.windows import Window, minutes
 from service.geo.figures import effectiveness, effectiveness_report, nest
 from service.geo.schemas import GeoDayReport, TrendPoint
@@ -29,7 +30,6 @@ from service.reports.schemas import (
     PlatformReport,
     SessionFigures,
 )
-from service.tasks.schedule import TaskContext
 
 ACTIVITY_TYPES: tuple[str, ...] = get_args(ActivityType)
 ERROR_LEVELS = ("debug", "info", "warning", "error", "critical")  # error_logs.level

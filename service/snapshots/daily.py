@@ -31,9 +31,9 @@ import psycopg
 import redis
 from psycopg.rows import dict_row
 
+from service.core.task_context import TaskContext
 from service.core.windows import percent
-from service.live.state import requests_key
-from service.tasks.schedule import TaskContext
+from service.live.keys import requests_key
 
 # Every figure of one day in one round trip. Each CTE aggregates without GROUP BY, so each yields exactly one row
 # and the cross join at the end is one row too, zeros included.

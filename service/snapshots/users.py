@@ -34,7 +34,7 @@ from typing import Any
 
 import psycopg
 
-from service.tasks.schedule import TaskContext
+from service.core.task_context import TaskContext
 
 # Raw events are read for one day only, by time range (the time index, or the hypertable's chunks, bound it).
 # A target id that is not a plain positive integer is ignored rather than failing the whole day on a bad cast.

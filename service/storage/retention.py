@@ -14,7 +14,7 @@ from typing import Any
 
 from psycopg import sql
 
-from service.tasks.schedule import TaskContext
+from service.core.task_context import TaskContext
 
 BATCH = 10_000
 TIMESCALE_MIN_RAW_DAYS = 36  # one day beyond the refresh policies' start_offset in db/continuous_aggregates/

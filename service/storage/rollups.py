@@ -20,7 +20,7 @@ from psycopg import sql
 
 from service.core.db import Engine
 from service.core.errors import first_line
-from service.tasks.schedule import TaskContext
+from service.core.task_context import TaskContext
 
 log = logging.getLogger(__name__)
 

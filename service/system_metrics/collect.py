@@ -11,10 +11,11 @@ import psutil
 import redis
 from psycopg.types.json import Jsonb
 
-from service.live.state import stream_backlog
+from service.core.task_context import TaskContext
+from service.core.windows import quarter_hour
+from service.live.stream import stream_backlog
 from service.observability.metrics import SYSTEM_METRIC
 from service.storage.rollups import record_invalidation
-from service.tasks.schedule import TaskContext, quarter_hour
 
 _DATABASE = """
 SELECT pg_database_size(current_database()),

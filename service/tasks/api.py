@@ -17,20 +17,12 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 from msgspec import Meta
 
 from service.auth.guards import principal_of, staff_only
+from service.core.cron import next_run, parse_cron
 from service.core.errors import FieldError, InvalidInput, NotFound
 from service.core.listing import decode_body, sent_fields
 from service.core.openapi import json_body
-from service.tasks.schedule import (
-    STORED_SQL,
-    Source,
-    TaskSpec,
-    lookup,
-    next_run,
-    parse_cron,
-    planned,
-    schedule_name,
-    stored_changes,
-)
+from service.core.task_catalog import TaskSpec, lookup, schedule_name
+from service.tasks.schedule import STORED_SQL, Source, planned, stored_changes
 from service.web.resources import Resources
 
 

@@ -6,7 +6,8 @@ lives, so a crashed run frees its task within a minute), records
 the run in `task_runs` (started, finished, status, error, the summary the task returns), and counts it in
 Prometheus. Only one `analytics worker` should schedule the periodic tasks (start more with `--no-periodic`);
 it checks them at each whole minute against the plan reloaded from PostgreSQL (`ScheduleBook`), so schedules
-changed through the API are followed within a minute.
+changed through the API are followed within a minute. A worker opens its PostgreSQL connections (one per
+thread) and its Redis client once, when it starts (`TaskResources`), and every run uses them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -27,11 +29,14 @@ from huey import RedisHuey
 from huey.consumer import Consumer, Scheduler
 from psycopg.types.json import Jsonb
 
-from service.core.db import detect_engine
+from service.core.cron import parse_cron
+from service.core.db import detect_engine, sync_pool
 from service.core.errors import first_line
 from service.core.settings import Settings
+from service.core.task_catalog import BY_NAME, TASKS
+from service.core.task_context import TaskContext
 from service.observability.metrics import TASK_DURATION, TASK_LAST_SUCCESS, TASK_RUNS
-from service.tasks.schedule import BY_NAME, STORED_SQL, TASKS, TaskContext, parse_cron, planned, stored_changes
+from service.tasks.schedule import STORED_SQL, planned, stored_changes
 
 log = logging.getLogger(__name__)
 
@@ -87,35 +92,63 @@ class Outcome:
     error: str | None = None
 
 
-def execute(settings: Settings, name: str, run_id: int | None = None, now: datetime | None = None) -> Outcome:
-    """Run task `name` once under its lock and record the run (a queued one when `run_id` is given)."""
+class TaskResources:
+    """What a task worker process holds open for its runs, from its start to its stop: a pool with one connection
+    per worker thread (autocommit: each task commits its own transactions) and one Redis client (thread-safe)."""
+
+    def __init__(self, settings: Settings, threads: int = 1) -> None:
+        assert settings.database_url is not None and settings.redis_url is not None
+        self.pool = sync_pool(settings, settings.database_url, name="tasks", autocommit=True, size=threads)
+        self.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=settings.redis_timeout + 5)
+        self.pool.open(wait=True, timeout=max(settings.db_wait, settings.db_timeout))
+
+    def close(self) -> None:
+        self.pool.close()
+        self.redis.close()
+
+    @classmethod
+    @contextmanager
+    def opened(cls, settings: Settings, threads: int = 1) -> Iterator[TaskResources]:
+        held = cls(settings, threads)
+        try:
+            yield held
+        finally:
+            held.close()
+
+
+def execute(
+    settings: Settings,
+    name: str,
+    run_id: int | None = None,
+    now: datetime | None = None,
+    held: TaskResources | None = None,
+) -> Outcome:
+    """Run task `name` once under its lock and record the run (a queued one when `run_id` is given), with the
+    worker's open resources (`held`), or with ones opened for this run alone."""
+    if held is None:
+        with TaskResources.opened(settings) as opened:
+            return execute(settings, name, run_id, now, opened)
     spec = BY_NAME[name]
-    assert settings.database_url is not None and settings.redis_url is not None
     started = time.perf_counter()
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=settings.redis_timeout + 5)
-    prepare = 5 if settings.db_prepared_statements else None
-    try:
-        with psycopg.connect(settings.database_url, autocommit=True, prepare_threshold=prepare) as conn:
-            run_id = _start(conn, name, run_id)
-            try:
-                with _Lock(client, name) as locked:
-                    if not locked:
-                        outcome = Outcome(run_id, "skipped", {}, "another run of this task is in progress")
-                    else:
-                        context = TaskContext(settings, conn, client, detect_engine(conn), now or datetime.now(UTC))
-                        outcome = Outcome(run_id, "success", spec.load()(context))
-            except Exception as exc:
-                log.exception("task %s failed", name)
-                if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                    conn.rollback()
-                outcome = Outcome(run_id, "failure", {}, f"{type(exc).__name__}: {exc}".strip())
-            conn.execute(
-                "UPDATE task_runs SET status = %s, finished_at = greatest(now(), started_at), error = %s, "
-                "details = %s WHERE id = %s",
-                (outcome.status, outcome.error, Jsonb(msgspec.to_builtins(outcome.details)), run_id),
-            )
-    finally:
-        client.close()
+    with held.pool.connection() as conn:
+        run_id = _start(conn, name, run_id)
+        try:
+            with _Lock(held.redis, name) as locked:
+                if not locked:
+                    outcome = Outcome(run_id, "skipped", {}, "another run of this task is in progress")
+                else:
+                    context = TaskContext(settings, conn, held.redis, detect_engine(conn), now or datetime.now(UTC))
+                    outcome = Outcome(run_id, "success", spec.load()(context))
+        except Exception as exc:
+            log.exception("task %s failed", name)
+            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                conn.rollback()
+            outcome = Outcome(run_id, "failure", {}, f"{type(exc).__name__}: {exc}".strip())
+        conn.execute(
+            "UPDATE task_runs SET status = %s, finished_at = greatest(now(), started_at), error = %s, "
+            "details = %s WHERE id = %s",
+            (outcome.status, outcome.error, Jsonb(msgspec.to_builtins(outcome.details)), run_id),
+        )
     TASK_RUNS.labels(name, outcome.status).inc()
     TASK_DURATION.labels(name).observe(time.perf_counter() - started)
     if outcome.status == "success":
@@ -195,27 +228,32 @@ class ScheduleBook:
         return test(moment)
 
 
-def create_queue(settings: Settings, immediate: bool = False, book: ScheduleBook | None = None) -> TaskQueue:
+def create_queue(
+    settings: Settings,
+    immediate: bool = False,
+    book: ScheduleBook | None = None,
+    held: TaskResources | None = None,
+) -> TaskQueue:
     """The huey instance with every task registered as periodic, due when `book` says so (by default the
     configured plan, never reloaded), and `run_task` for runs asked for by hand; `immediate=True` runs tasks
-    in-process (tests)."""
+    in-process (tests). The runs use the worker's open resources (`held`), else each opens its own."""
     if settings.redis_url is None or settings.database_url is None:
         raise ValueError("REDIS_URL and DATABASE_URL must be set to create the task queue")
     huey = RedisHuey("analytics", url=settings.redis_url, immediate=immediate, utc=True)
     book = book or ScheduleBook(settings)
     for spec in TASKS:
-        _register(huey, settings, spec.name, book)
+        _register(huey, settings, spec.name, book, held)
 
     @huey.task(name="run_task")  # type: ignore[untyped-decorator]
     def run_task(name: str, run_id: int) -> str:
-        return execute(settings, name, run_id).status
+        return execute(settings, name, run_id, held=held).status
 
     return TaskQueue(huey, run_task)
 
 
-def _register(huey: RedisHuey, settings: Settings, name: str, book: ScheduleBook) -> None:
+def _register(huey: RedisHuey, settings: Settings, name: str, book: ScheduleBook, held: TaskResources | None) -> None:
     def run() -> str:
-        return execute(settings, name).status
+        return execute(settings, name, held=held).status
 
     def due(moment: datetime) -> bool:
         return book.due(name, moment)
@@ -290,6 +328,7 @@ def run_worker(settings: Settings, workers: int = 2, periodic: bool = True) -> N
         log.warning("recorded %d runs interrupted by a stopped worker as failures", interrupted)
     book = ScheduleBook(settings)
     book.reload()
-    huey = create_queue(settings, book=book).huey
-    log.info("huey worker consuming queue %r with %d threads (periodic tasks: %s)", huey.name, workers, periodic)
-    BookConsumer(huey, book, workers=workers, worker_type="thread", periodic=periodic, flush_locks=True).run()
+    with TaskResources.opened(settings, threads=workers) as held:  # one connection per worker thread, kept
+        huey = create_queue(settings, book=book, held=held).huey
+        log.info("huey worker consuming queue %r with %d threads (periodic tasks: %s)", huey.name, workers, periodic)
+        BookConsumer(huey, book, workers=workers, worker_type="thread", periodic=periodic, flush_locks=True).run()

@@ -19,7 +19,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from service.core.errors import AuthenticationFailed, first_line
-from service.live.state import online_members, stream_state
+from service.live.realtime import online_members
+from service.live.stream import stream_state
 from service.observability.exposition import CONTENT_TYPE, authorized, render
 from service.observability.metrics import (
     COMMUNITY_ONLINE,

@@ -22,13 +22,12 @@ import redis.asyncio as aioredis
 from litestar import Litestar, Request, Response
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import Scope
-from psycopg_pool import AsyncConnectionPool
 
 from service.auth.tokens import Principal
-from service.core.errors import InvalidInput, first_line
+from service.core.errors import first_line
 from service.core.geoip import connection_address
-from service.errorlog.records import NewErrorLog, record_error
-from service.live.state import add_requests
+from service.errorlog.records import NewErrorLog
+from service.live.counters import add_requests
 from service.observability.request_metrics import route_of
 from service.web.resources import Resources
 
@@ -98,33 +97,6 @@ def api_request_finished(counter: RequestCounter) -> Callable[[Scope, float], No
             counter.add(datetime.now(UTC).date(), duration * 1000, user_id)
 
     return finished
-
-
-class ErrorRecorder:
-    """Records unhandled exceptions as error logs in the background (the 500 answer does not wait for it)."""
-
-    def __init__(self, pool: AsyncConnectionPool) -> None:
-        self.pool = pool
-        self._pending: set[asyncio.Task[None]] = set()
-
-    def submit(self, new: NewErrorLog) -> None:
-        task = asyncio.create_task(self._record(new))
-        self._pending.add(task)  # a strong reference until it is done
-        task.add_done_callback(self._pending.discard)
-
-    async def _record(self, new: NewErrorLog) -> None:
-        try:
-            async with self.pool.connection() as conn:
-                await record_error(conn, new)
-        except InvalidInput as exc:
-            log.warning("could not record an unhandled error as an error log: %s", exc.errors)
-        except Exception as exc:  # noqa: BLE001 - the database may be the very thing that failed
-            log.warning("could not record an unhandled error as an error log: %s", first_line(exc))
-
-    async def drain(self) -> None:
-        """Wait for the records under way (at shutdown)."""
-        if self._pending:
-            await asyncio.gather(*self._pending, return_exceptions=True)
 
 
 def kept_address(address: IPv4Address | IPv6Address | None, mode: str) -> str | None:

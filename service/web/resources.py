@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import redis.asyncio as aioredis
 from litestar.datastructures import State
 from psycopg_pool import AsyncConnectionPool
@@ -13,12 +11,10 @@ from service.auth.tokens import TokenCache
 from service.core.db import Engine
 from service.core.geoip import GeoResolver, Network
 from service.core.settings import Settings
-from service.live.state import LiveWriter
+from service.errorlog.recorder import ErrorRecorder
+from service.live.writer import LiveWriter
 from service.storage.migrations import SqlFile
 from service.tasks.worker import TaskQueue
-
-if TYPE_CHECKING:  # request_tracking builds on the handlers' modules, which import this one
-    from service.web.request_tracking import ErrorRecorder
 
 
 class Resources:
@@ -45,6 +41,7 @@ class Resources:
 
     def __init__(
         self,
+        *,
         settings: Settings,
         pool: AsyncConnectionPool,
         redis: aioredis.Redis,

@@ -18,7 +18,7 @@ from service.app import create_app
 from service.auth.ratelimit import WINDOW, RateLimiter
 from service.core.errors import TooManyRequests
 from service.core.settings import Settings
-from service.live.state import rate_key
+from service.live.keys import rate_key
 from service.tools.localstack import RedisServer
 from tests.support import bearer
 

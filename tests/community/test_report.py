@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from litestar.testing import TestClient
 
-from service.ingest.schemas import ActivityRecord
+from service.live.records import ActivityRecord
 from tests.support import act, at, refresh_rollups, store
 
 C = 7  # the community of the report fixture

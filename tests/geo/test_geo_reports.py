@@ -8,7 +8,7 @@ from typing import Any
 
 from litestar.testing import TestClient
 
-from service.ingest.schemas import GeoRecord
+from service.live.records import GeoRecord
 from tests.support import at, refresh_rollups, store
 
 C = 21

@@ -15,7 +15,7 @@ import redis
 
 from service.core.db import detect_engine
 from service.core.settings import Settings
-from service.live.state import GROUP, STREAM
+from service.live.keys import GROUP, STREAM
 from service.storage.migrations import migrate
 from service.tools.localstack import PostgresServer
 from tests.ingest.conftest import MakeWorker

@@ -14,7 +14,8 @@ import redis
 from litestar.testing import TestClient
 
 from service.core.client_json import MAX_DEPTH, problem
-from service.live.state import STREAM, stream_events
+from service.live.keys import STREAM
+from service.live.stream import stream_events
 from service.observability.metrics import EVENTS_REPEATED
 from tests.conftest import settings_for
 from tests.processes import free_port, running, service_env, until

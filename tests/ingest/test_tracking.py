@@ -14,7 +14,9 @@ import redis
 from litestar.testing import TestClient
 
 from service.core.settings import Settings
-from service.live.state import STREAM, Realtime, day_counts, realtime
+from service.live.counters import day_counts
+from service.live.keys import STREAM
+from service.live.realtime import Realtime, realtime
 from service.tools.localstack import RedisServer
 from tests.ingest.conftest import MakeWorker
 from tests.support import drain, rows, staff_client

@@ -16,9 +16,11 @@ import redis.asyncio as aioredis
 from litestar.testing import TestClient
 
 from service.core.settings import Settings
-from service.ingest.schemas import ActivityRecord, GeoRecord
 from service.ingest.writer import write_batch
-from service.live.state import DEAD_LETTERS, GROUP, STREAM, LiveWriter, stream_backlog, stream_state
+from service.live.keys import DEAD_LETTERS, GROUP, STREAM
+from service.live.records import ActivityRecord, GeoRecord
+from service.live.stream import stream_backlog, stream_state
+from service.live.writer import LiveWriter
 from tests.ingest.conftest import MakeWorker
 from tests.support import drain, rows
 

@@ -28,7 +28,7 @@ from psycopg.types.json import Jsonb
 
 from service.core.db import detect_engine
 from service.core.settings import Settings
-from service.ingest.schemas import ActivityRecord, GeoRecord
+from service.live.records import ActivityRecord, GeoRecord
 from service.storage.migrations import migrate
 from service.storage.rollups import record_invalidation
 from service.tasks.worker import execute

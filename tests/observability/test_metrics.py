@@ -31,7 +31,8 @@ from service.app import create_app
 from service.core.db import sync_pool
 from service.core.settings import Settings
 from service.ingest.worker import IngestWorker
-from service.live.state import STREAM, encode
+from service.live.keys import STREAM
+from service.live.records import encode
 from service.observability.exposition import MULTIPROC_ENV, mark_dead_processes, multiprocess_dir
 from tests.processes import free_port, running, service_env, until
 from tests.support import act, bearer, drain, rows, staff_client

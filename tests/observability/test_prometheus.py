@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from service.tasks.schedule import TASKS
+from service.core.task_catalog import TASKS
 from tests.observability.conftest import INSTALL_HINT, TASKS_RUN, PrometheusQueryError, PrometheusStack
 
 ROOT = Path(__file__).resolve().parents[2]

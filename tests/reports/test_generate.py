@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 
 from service.core.settings import Settings
-from service.ingest.schemas import ActivityRecord
+from service.live.records import ActivityRecord
 from service.tasks.worker import execute
 from tests.community.test_report import OTHER, C, report_events, store_presence
 from tests.geo.test_geo_reports import C as GEO

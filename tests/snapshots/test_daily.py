@@ -11,7 +11,7 @@ import redis
 from psycopg.rows import dict_row
 
 from service.core.settings import Settings
-from service.ingest.schemas import ActivityRecord, GeoRecord
+from service.live.records import ActivityRecord, GeoRecord
 from service.tasks.worker import execute
 from tests.support import act, at, refresh_rollups, rows, store
 

@@ -28,12 +28,13 @@ from psycopg.types.json import Jsonb
 from service.core.db import connect, detect_engine, sync_pool
 from service.core.settings import Settings
 from service.ingest.records import activity_record
-from service.ingest.schemas import ActivityRecord, TrackActivity
+from service.ingest.schemas import TrackActivity
 from service.ingest.worker import IngestWorker
 from service.ingest.writer import ACTIVITY_COLUMNS
-from service.live.state import LiveWriter, stream_events
+from service.live.records import ActivityRecord
+from service.live.stream import stream_events
+from service.live.writer import LiveWriter
 from service.storage.migrations import migrate
-from service.tools.bench import Options
 from service.tools.bench.harness import (
     BENCH_RATE_LIMIT,
     Bench,
@@ -49,6 +50,7 @@ from service.tools.bench.harness import (
     run_bench,
     wait_for_redis_persistence,
 )
+from service.tools.bench.options import Options
 from service.tools.localstack import free_port
 
 HTTP_WORKERS = 2

@@ -26,10 +26,9 @@ from service.core.db import Engine, connect, detect_engine
 from service.core.settings import Settings
 from service.core.windows import Window, minutes, percent
 from service.geo.figures import nest
-from service.live.state import DAY_TTL, counts_key, minute_key, peak_key, presence_key
+from service.live.keys import DAY_TTL, counts_key, minute_key, peak_key, presence_key
 from service.storage.migrations import migrate
 from service.storage.rollups import refresh
-from service.tools.bench import Options
 from service.tools.bench.harness import (
     Bench,
     BenchError,
@@ -44,6 +43,7 @@ from service.tools.bench.harness import (
     render_table,
     run_bench,
 )
+from service.tools.bench.options import Options
 from service.tools.localstack import free_port
 
 SEED = 20260101

@@ -1,0 +1,115 @@
+"""The ingest stream's state: its length, what the consumer group has not acknowledged, trimming."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import redis
+import redis.asyncio as aioredis
+
+from service.live.keys import GROUP, STREAM
+
+
+def stream_events(client: redis.Redis) -> int:
+    """How many events the stream holds (every field of an entry is one event); reads it all, for checks."""
+    total, start = 0, "-"
+    while True:
+        entries: Any = client.xrange(STREAM, min=start, count=1000)
+        if not entries:
+            return total
+        total += sum(len(fields) for _, fields in entries)
+        last = entries[-1][0]
+        start = "(" + (last.decode() if isinstance(last, bytes) else str(last))
+
+
+def trim_acknowledged(client: redis.Redis) -> int:
+    """Drop stream entries every consumer acknowledged, so that the stream's length is the backlog the API
+    checks; returns how many were dropped."""
+    # The delivered mark first, then the pending list: an entry delivered in between is then either below the
+    # pending minimum or above the mark read before, never trimmed while unacknowledged.
+    groups: Any = client.xinfo_groups(STREAM)
+    delivered = next((g["last-delivered-id"] for g in groups if g["name"] in (GROUP, GROUP.encode())), None)
+    if delivered is None:
+        return 0
+    summary: Any = client.xpending(STREAM, GROUP)
+    floor = min(summary["min"], delivered, key=_entry_order) if summary["pending"] else delivered
+    return int(client.xtrim(STREAM, minid=floor, approximate=True))
+
+
+def _entry_order(entry_id: bytes | str) -> tuple[int, int]:
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def stream_backlog(client: redis.Redis) -> tuple[int, int]:
+    """(the backlog as /metrics counts it: entries not acknowledged yet, of which delivered and pending)."""
+    pipe = client.pipeline(transaction=False)
+    pipe.xlen(STREAM)
+    pipe.xinfo_groups(STREAM)
+    pipe.xpending(STREAM, GROUP)
+    length, groups, pending = pipe.execute(raise_on_error=False)
+    return _unacknowledged(int(length), groups, pending)
+
+
+def _unacknowledged(length: int, groups: Any, pending: Any) -> tuple[int, int]:
+    """(entries not acknowledged yet: not delivered to the group, or delivered and pending; the pending ones)
+    from the replies of XLEN, XINFO GROUPS and XPENDING: the one definition of the backlog."""
+    group = _group_info(groups) if length else None
+    if group is None or isinstance(pending, Exception):  # no consumer group yet: nothing was ever delivered
+        return length, 0
+    # `lag` (entries not delivered yet) is unknown to Redis in rare cases (entries deleted past the group's
+    # mark); the entries beyond the pending ones are then the bound (acknowledged ones are trimmed soon).
+    lag = group.get("lag")
+    undelivered = int(lag) if lag is not None else length - int(pending["pending"])
+    return max(undelivered, 0) + int(pending["pending"]), int(pending["pending"])
+
+
+class StreamState(NamedTuple):
+    """The ingest stream as /metrics reports it."""
+
+    backlog: int  # entries not acknowledged yet: not delivered to the group, or delivered and pending
+    oldest_age: float  # seconds since the oldest of them was added (Redis's clock); 0 when there is none
+
+
+async def stream_state(client: aioredis.Redis) -> StreamState:
+    """The backlog and the age of its oldest entry, in two round trips at most."""
+    pipe = client.pipeline(transaction=False)
+    pipe.time()
+    pipe.xlen(STREAM)
+    pipe.xinfo_groups(STREAM)
+    pipe.xpending(STREAM, GROUP)
+    (seconds, micros), length, groups, pending = await pipe.execute(raise_on_error=False)
+    now = seconds + micros / 1e6
+    if not length:
+        return StreamState(0, 0.0)
+    backlog, in_flight = _unacknowledged(int(length), groups, pending)
+    group = _group_info(groups)
+    if group is None or isinstance(pending, Exception):  # no consumer group yet: nothing was ever delivered
+        first: Any = await client.xrange(STREAM, count=1)
+        return StreamState(backlog, _age(now, [first[0][0]] if first else []))
+    oldest = [pending["min"]] if in_flight else []
+    if backlog > in_flight:  # some not delivered yet: the first after the group's mark is the oldest of those
+        after: Any = await client.xrange(STREAM, min=b"(" + _as_bytes(group["last-delivered-id"]), count=1)
+        oldest += [after[0][0]] if after else []
+    return StreamState(backlog, _age(now, oldest))
+
+
+def _group_info(groups: Any) -> dict[str, Any] | None:
+    if isinstance(groups, Exception):
+        if "no such key" in str(groups).lower():
+            return None
+        raise groups
+    return next((g for g in groups if g["name"] in (GROUP, GROUP.encode())), None)
+
+
+def _as_bytes(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
+
+
+def _age(now: float, entry_ids: list[bytes | str]) -> float:
+    """Seconds between `now` and the oldest of these entry ids (their first part is Redis's clock, in ms)."""
+    if not entry_ids:
+        return 0.0
+    oldest_ms = min(_entry_order(entry_id) for entry_id in entry_ids)[0]
+    return max(0.0, now - oldest_ms / 1000)

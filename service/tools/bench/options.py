@@ -1,0 +1,37 @@
+"""What `analytics bench` runs and what its command line can change."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+TARGETS = ("ingest", "queries")
+DEFAULT_EVENTS = {"ingest": 200_000, "queries": 10_000_000}  # --events when not given, per target
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the command line can change about a benchmark run."""
+
+    # Each field is a command-line option (`--geo-events`), its help the metadata's.
+    duration: int = field(default=10, metadata={"help": "ingest: seconds per HTTP measurement, after a 2 s warm-up"})
+    connections: int = field(default=64, metadata={"help": "ingest: wrk connections"})
+    events: int = field(
+        default=DEFAULT_EVENTS["ingest"],
+        metadata={"help": "ingest: events put through the stream -> table path (default 200000); queries: activity "
+                  "events loaded (default 10000000)"},
+    )  # fmt: skip
+    geo_events: int = field(default=1_000_000, metadata={"help": "queries: geo access events loaded"})
+    communities: int = field(default=1_000, metadata={"help": "queries: communities in the data set"})
+    users: int = field(default=100_000, metadata={"help": "queries: members in the data set"})
+    days: int = field(default=30, metadata={"help": "queries: days the data set spans, ending now"})
+    samples: int = field(default=200, metadata={"help": "queries: timed requests per endpoint, after 20 warm-up ones"})
+    raw_samples: int = field(
+        default=20, metadata={"help": "queries: timed computations from the raw tables per endpoint"}
+    )
+
+    @classmethod
+    def of(cls, target: str, given: dict[str, int | None]) -> Options:
+        """The options of a run of `target`: what was given, the defaults for the rest (`events` per target)."""
+        chosen = {name: value for name, value in given.items() if value is not None}
+        chosen.setdefault("events", DEFAULT_EVENTS[target])
+        return cls(**chosen)
