@@ -3,7 +3,7 @@
 -- A rollup `x` is three objects: the table `x_mat` of materialized buckets, the function `x_between(lo, hi)`
 -- that aggregates its source over [lo, hi), and the view `x` the queries read: materialized buckets below the
 -- rollup's watermark plus a live aggregation from the watermark on (what TimescaleDB's real-time continuous
--- aggregates do). `service/storage/rollups.py` refreshes them in `rollup_registry` order: it recomputes the buckets
+-- aggregates do). `service/rollups.py` refreshes them in `rollup_registry` order: it recomputes the buckets
 -- that invalidated ranges touch, then materializes up to the last complete bucket and moves the watermark.
 CREATE TABLE IF NOT EXISTS rollup_registry (
     name     text     PRIMARY KEY,
