@@ -7,7 +7,7 @@ their own logs; everything else is for staff.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from litestar import Controller, Request, delete, get, patch, post, put
@@ -16,7 +16,7 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.status_codes import HTTP_200_OK
 
 from service.auth.guards import own_user_scope, principal_of, require_self_or_staff, staff_only
-from service.core.errors import FieldError, Forbidden, InvalidInput
+from service.core.errors import Forbidden
 from service.core.listing import (
     DEFAULT_PAGE_SIZE,
     Ordering,
@@ -30,6 +30,7 @@ from service.core.listing import (
     sent_fields,
 )
 from service.core.openapi import json_body
+from service.core.rows import aware, ordered
 from service.errorlog import records
 from service.errorlog.records import GROUP_LIST, LOG_LIST, NewErrorLog
 from service.errorlog.schemas import (
@@ -51,14 +52,6 @@ AnyRequest = Request[Any, Any, Any]
 # `level` orders by severity (debug < info < warning < error < critical): LOG_LIST computes that rank.
 LOG_ORDERING = Ordering({"created_at": "created_at", "level": "severity", "id": "id"}, default="-created_at")
 GROUP_ORDERING = Ordering(["last_seen", "first_seen", "occurrences", "users_affected", "id"], default="-last_seen")
-
-
-def _range(since: datetime | None, until: datetime | None, until_name: str) -> tuple[datetime | None, datetime | None]:
-    """The bounds as aware datetimes (a time without offset is UTC); `since` after `until` is a 400."""
-    since, until = (None if t is None else t if t.tzinfo else t.replace(tzinfo=UTC) for t in (since, until))
-    if since is not None and until is not None and since > until:
-        raise InvalidInput([FieldError(until_name, "must not be before the start of the range")])
-    return since, until
 
 
 class ErrorLogsController(Controller):
@@ -89,7 +82,8 @@ class ErrorLogsController(Controller):
         page_size: PageSize = DEFAULT_PAGE_SIZE,
     ) -> Page[ErrorLog]:
         user = own_user_scope(principal_of(request), user, "error logs")
-        since, until = _range(created_since, created_until, "created_until")
+        since, until = aware(created_since), aware(created_until)
+        ordered(since, until, "created_since", "created_until")
         order = LOG_ORDERING.parse(ordering)
         where = Where()
         where.optional("level = {}", level)
@@ -196,7 +190,8 @@ class ErrorGroupsController(Controller):
         page: PageNumber = 1,
         page_size: PageSize = DEFAULT_PAGE_SIZE,
     ) -> Page[ErrorGroup]:
-        since, until = _range(seen_since, seen_until, "seen_until")
+        since, until = aware(seen_since), aware(seen_until)
+        ordered(since, until, "seen_since", "seen_until")
         order = GROUP_ORDERING.parse(ordering)
         where = Where()
         where.optional("status = {}", status)

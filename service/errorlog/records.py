@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 from datetime import datetime
-from typing import Any, LiteralString, TypeVar
+from typing import Any, LiteralString
 
 import msgspec
 import psycopg
@@ -22,6 +22,7 @@ from psycopg.types.json import Jsonb
 
 from service.core.errors import FieldError, InvalidInput, NotFound
 from service.core.listing import alias_columns
+from service.core.rows import fetch_one, valid_id
 from service.errorlog.grouping import (
     ADJUST_GROUP,
     LOCK_GROUPS,
@@ -31,10 +32,8 @@ from service.errorlog.grouping import (
     joined,
     leaving,
 )
-from service.errorlog.schemas import BIGINT_MAX, ErrorGroup, ErrorGroupDetail, ErrorLog, Level
+from service.errorlog.schemas import ErrorGroup, ErrorGroupDetail, ErrorLog, Level
 from service.observability.metrics import ERRORS_LOGGED
-
-R = TypeVar("R")
 
 WRITABLE = (
     "user_id", "level", "message", "stack_trace", "url", "method", "ip_address", "user_agent", "extra_data",
@@ -164,21 +163,6 @@ def _row_values(values: dict[str, Any]) -> dict[str, Any]:
     return clean
 
 
-async def _one(
-    conn: psycopg.AsyncConnection[Any], row_type: type[R], query: LiteralString | sql.Composed, params: Any
-) -> R | None:
-    async with conn.cursor(row_factory=class_row(row_type)) as cur:
-        await cur.execute(query, params)
-        return await cur.fetchone()
-
-
-def _valid_id(row_id: int, what: str) -> int:
-    """`row_id` when a row could have it; NotFound otherwise (PostgreSQL would refuse to bind it as bigint)."""
-    if not 1 <= row_id <= BIGINT_MAX:
-        raise NotFound(f"No {what} {row_id}")
-    return row_id
-
-
 async def _group_id(conn: psycopg.AsyncConnection[Any], params: dict[str, Any]) -> int:
     cur = await conn.execute(UPSERT_GROUP, params)
     row = await cur.fetchone()
@@ -200,7 +184,7 @@ async def record_error(conn: psycopg.AsyncConnection[Any], new: NewErrorLog) -> 
                 not new.is_resolved, new.created_at,
             ),
         )  # fmt: skip
-        log = await _one(
+        log = await fetch_one(
             conn, ErrorLog, _INSERT_LOG, {**values, "created_at": new.created_at, "fingerprint": key, "group_id": group}
         )
         assert log is not None
@@ -212,7 +196,7 @@ async def record_error(conn: psycopg.AsyncConnection[Any], new: NewErrorLog) -> 
 
 async def get_log(conn: psycopg.AsyncConnection[Any], log_id: int) -> ErrorLog:
     """One log, or NotFound."""
-    log = await _one(conn, ErrorLog, _GET_LOG, (_valid_id(log_id, "error log"),))
+    log = await fetch_one(conn, ErrorLog, _GET_LOG, (valid_id(log_id, "error log"),))
     if log is None:
         raise NotFound(f"No error log {log_id}")
     return log
@@ -229,7 +213,7 @@ async def _lock(
         key = fingerprint(values["message"], values["stack_trace"])
         current = [] if seen.group_id is None else [seen.group_id]
         await conn.execute(LOCK_GROUPS, {"ids": current, "fingerprints": [key]})
-        log = await _one(conn, ErrorLog, _LOCK_LOG, (log_id,))
+        log = await fetch_one(conn, ErrorLog, _LOCK_LOG, (log_id,))
         if log is None:
             raise NotFound(f"No error log {log_id}")
         if log == seen:  # nobody changed it in between: the locks held are the right ones
@@ -252,7 +236,9 @@ async def update_log(conn: psycopg.AsyncConnection[Any], log_id: int, changes: d
                 not values["is_resolved"], old.created_at,
             ),
         )  # fmt: skip
-        log = await _one(conn, ErrorLog, _UPDATE_LOG, {**values, "fingerprint": key, "group_id": group, "id": log_id})
+        log = await fetch_one(
+            conn, ErrorLog, _UPDATE_LOG, {**values, "fingerprint": key, "group_id": group, "id": log_id}
+        )
         assert log is not None
         await conn.execute(ADJUST_GROUP, joined(group, [log_id]))
         if old.group_id is not None and old.group_id != group:
@@ -273,7 +259,9 @@ async def delete_log(conn: psycopg.AsyncConnection[Any], log_id: int) -> None:
 
 async def set_log_resolved(conn: psycopg.AsyncConnection[Any], log_id: int, resolved: bool) -> ErrorLog:
     """Resolve one log (resolved_at kept when it already was) or unresolve it; the group's status is untouched."""
-    log = await _one(conn, ErrorLog, _SET_LOG_RESOLVED, {"id": _valid_id(log_id, "error log"), "resolved": resolved})
+    log = await fetch_one(
+        conn, ErrorLog, _SET_LOG_RESOLVED, {"id": valid_id(log_id, "error log"), "resolved": resolved}
+    )
     if log is None:
         raise NotFound(f"No error log {log_id}")
     return log
@@ -281,7 +269,7 @@ async def set_log_resolved(conn: psycopg.AsyncConnection[Any], log_id: int, reso
 
 async def get_group(conn: psycopg.AsyncConnection[Any], group_id: int, recent: int) -> ErrorGroupDetail:
     """One group with its `recent` most recent logs, newest first; NotFound when there is no such group."""
-    group = await _one(conn, ErrorGroup, _GET_GROUP, (_valid_id(group_id, "error group"),))
+    group = await fetch_one(conn, ErrorGroup, _GET_GROUP, (valid_id(group_id, "error group"),))
     if group is None:
         raise NotFound(f"No error group {group_id}")
     async with conn.cursor(row_factory=class_row(ErrorLog)) as cur:
@@ -294,7 +282,7 @@ async def set_group_resolved(conn: psycopg.AsyncConnection[Any], group_id: int, 
     """Resolve a group and every unresolved log of it (idempotent), or mark it unresolved (its logs unchanged)."""
     async with conn.transaction():
         query = _RESOLVE_GROUP if resolved else _UNRESOLVE_GROUP
-        group = await _one(conn, ErrorGroup, query, (_valid_id(group_id, "error group"),))
+        group = await fetch_one(conn, ErrorGroup, query, (valid_id(group_id, "error group"),))
         if group is None:
             raise NotFound(f"No error group {group_id}")
         if resolved:

@@ -13,6 +13,7 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 from service.auth.guards import principal_of, require_report_reader, staff_only
 from service.core.errors import FieldError, InvalidInput, NotFound
 from service.core.listing import Page, PageNumber, build_page
+from service.core.rows import disorder, valid_id
 from service.reports import queries
 from service.reports.export import to_csv
 from service.reports.schemas import Report, ReportKind
@@ -24,7 +25,7 @@ _UNSAFE_IN_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 async def _load(request: Request[Any, Any, Any], resources: Resources, report_id: int) -> Report:
     async with resources.pool.connection() as conn:
-        report = await queries.one(conn, report_id)
+        report = await queries.one(conn, valid_id(report_id, "report"))
     if report is None:
         raise NotFound(f"No report {report_id}")
     require_report_reader(principal_of(request), report.scope)
@@ -60,8 +61,8 @@ class ReportsController(Controller):
         errors = []
         if report_scope is not None and not SCOPE.fullmatch(report_scope):
             errors.append(FieldError(field="scope", message="expected `platform` or `community:<id>`"))
-        if since is not None and until is not None and since > until:
-            errors.append(FieldError(field="until", message="must be on or after `since`"))
+        if (problem := disorder(since, until, "since", "until")) is not None:
+            errors.append(problem)
         if errors:
             raise InvalidInput(errors)
         filters = queries.Filters(kind=kind, scope=report_scope, since=since, until=until)

@@ -18,6 +18,7 @@ from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 from service.community import queries as community_queries
+from service.core.rows import fetch_one
 from service.core.windows import Window
 from service.geo import queries as geo_queries
 from service.reports.schemas import Report
@@ -82,8 +83,6 @@ _PAGE = sql.SQL(
     "LIMIT %(limit)s OFFSET %(offset)s"
 ).format(columns=sql.SQL(_COLUMNS), filters=_FILTERS)
 _ONE = sql.SQL("SELECT {columns} FROM reports WHERE id = %(id)s").format(columns=sql.SQL(_COLUMNS))
-
-_BIGINT_MAX = 2**63 - 1
 
 
 def _window(window: Window) -> dict[str, object]:
@@ -202,9 +201,5 @@ async def page(conn: AsyncConnection[Any], filters: Filters, limit: int, offset:
 
 
 async def one(conn: AsyncConnection[Any], report_id: int) -> Report | None:
-    """The report with this id, if any."""
-    if not 1 <= report_id <= _BIGINT_MAX:  # no such id can exist, and PostgreSQL would refuse the value
-        return None
-    async with conn.cursor(row_factory=class_row(Report)) as cur:
-        await cur.execute(_ONE, {"id": report_id})
-        return await cur.fetchone()
+    """The report with this id (one a bigint can hold: `rows.valid_id`), if any."""
+    return await fetch_one(conn, Report, _ONE, {"id": report_id})

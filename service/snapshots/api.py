@@ -17,8 +17,6 @@ from litestar import Controller, Request, delete, get, patch, post, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
 from psycopg import AsyncConnection, sql
-from psycopg.rows import class_row
-from psycopg.types.json import Jsonb
 
 from service.auth.guards import own_user_scope, principal_of, require_self_or_staff, staff_only
 from service.core.errors import Conflict, FieldError, InvalidInput, NotFound
@@ -37,6 +35,7 @@ from service.core.listing import (
     sent_fields,
 )
 from service.core.openapi import json_body
+from service.core.rows import bound, check_failed, fetch_one, insert_statement, ordered, valid_id
 from service.snapshots.schemas import (
     DAILY_READ_ONLY,
     USER_READ_ONLY,
@@ -56,7 +55,6 @@ AnyRequest = Request[Any, Any, Any]
 # Table and column names below come from this module's constants and the Structs' field names, never from input.
 _ONE = "SELECT {returning} FROM {table} WHERE id = %(id)s"
 _ONE_FOR_UPDATE = _ONE + " FOR UPDATE"  # a PATCH reads the row it merges into, and holds it until the commit
-_INSERT = "INSERT INTO {table} ({columns}) VALUES ({values}) RETURNING {returning}"
 _UPDATE = "UPDATE {table} SET {assignments} WHERE id = %(id)s RETURNING {returning}"
 _DELETE = "DELETE FROM {table} WHERE id = %(id)s"
 
@@ -93,54 +91,30 @@ USERS = Table(
 )  # fmt: skip
 
 
-def _bound(values: dict[str, Any]) -> dict[str, Any]:
-    """Values as psycopg binds them: JSON columns (lists, objects, Structs) wrapped for jsonb."""
-    return {
-        name: Jsonb(msgspec.to_builtins(value)) if isinstance(value, list | dict | msgspec.Struct) else value
-        for name, value in values.items()
-    }
-
-
-def _check_failed(exc: psycopg.errors.CheckViolation, table: Table) -> InvalidInput:
-    """A CHECK the Structs let through (they mirror the checks, so this is the last line): 400 naming the column."""
-    name = exc.diag.constraint_name or ""
-    field = name.removeprefix(f"{table.name}_").removesuffix("_check") or "body"
-    return InvalidInput([FieldError(field, f"violates the check {name}")])
-
-
 async def _write(conn: AsyncConnection[Any], table: Table, query: sql.Composed, values: dict[str, Any]) -> Any:
     """Run an INSERT or UPDATE ... RETURNING; None when no row matched. A taken natural key is a 409."""
     try:
-        async with conn.cursor(row_factory=class_row(table.row)) as cur:
-            await cur.execute(query, _bound(values))
-            return await cur.fetchone()
+        return await fetch_one(conn, table.row, query, bound(values))
     except psycopg.errors.UniqueViolation as exc:
         if exc.diag.constraint_name == table.unique:
             raise table.conflict(values) from None
         raise
     except psycopg.errors.CheckViolation as exc:
-        raise _check_failed(exc, table) from None
+        raise check_failed(exc, table.name) from None
 
 
 async def load(conn: AsyncConnection[Any], table: Table, row_id: int, for_update: bool = False) -> Any:
     """The row with this id, or NotFound."""
-    if 1 <= row_id <= BIGINT_MAX:  # other ids cannot exist, and PostgreSQL would refuse to bind them as bigint
-        async with conn.cursor(row_factory=class_row(table.row)) as cur:
-            await cur.execute(table.statement(_ONE_FOR_UPDATE if for_update else _ONE), {"id": row_id})
-            if (row := await cur.fetchone()) is not None:
-                return row
-    raise NotFound(f"No {table.what} {row_id}")
+    query = table.statement(_ONE_FOR_UPDATE if for_update else _ONE)
+    row = await fetch_one(conn, table.row, query, {"id": valid_id(row_id, table.what)})
+    if row is None:
+        raise NotFound(f"No {table.what} {row_id}")
+    return row
 
 
 async def insert(conn: AsyncConnection[Any], table: Table, values: dict[str, Any]) -> Any:
     """Insert a row of `values` (columns not given take their default) and return it."""
-    names = list(values)
-    query = table.statement(
-        _INSERT,
-        columns=sql.SQL(", ").join(map(sql.Identifier, names)),
-        values=sql.SQL(", ").join(map(sql.Placeholder, names)),
-    )
-    return await _write(conn, table, query, values)
+    return await _write(conn, table, insert_statement(table.name, list(values), columns(table.row)), values)
 
 
 async def update(conn: AsyncConnection[Any], table: Table, row_id: int, values: dict[str, Any]) -> Any:
@@ -148,7 +122,7 @@ async def update(conn: AsyncConnection[Any], table: Table, row_id: int, values: 
     settings = [sql.SQL("{} = {}").format(sql.Identifier(name), sql.Placeholder(name)) for name in values]
     settings.append(sql.SQL("{} = now()").format(sql.Identifier(table.stamp)))
     query = table.statement(_UPDATE, assignments=sql.SQL(", ").join(settings))
-    row = await _write(conn, table, query, {**values, "id": row_id}) if 1 <= row_id <= BIGINT_MAX else None
+    row = await _write(conn, table, query, {**values, "id": valid_id(row_id, table.what)})
     if row is None:
         raise NotFound(f"No {table.what} {row_id}")
     return row
@@ -156,11 +130,9 @@ async def update(conn: AsyncConnection[Any], table: Table, row_id: int, values: 
 
 async def remove(conn: AsyncConnection[Any], table: Table, row_id: int) -> None:
     """Delete the row with this id; NotFound when there is none."""
-    if 1 <= row_id <= BIGINT_MAX:
-        cur = await conn.execute(table.statement(_DELETE), {"id": row_id})
-        if cur.rowcount:
-            return
-    raise NotFound(f"No {table.what} {row_id}")
+    cur = await conn.execute(table.statement(_DELETE), {"id": valid_id(row_id, table.what)})
+    if not cur.rowcount:
+        raise NotFound(f"No {table.what} {row_id}")
 
 
 async def patch_row(conn: AsyncConnection[Any], table: Table, row_id: int, changes: dict[str, Any]) -> Any:
@@ -177,11 +149,6 @@ def _checked(values: dict[str, Any]) -> dict[str, Any]:
     if isinstance(day, date) and day > datetime.now(UTC).date() + timedelta(days=1):
         raise InvalidInput([FieldError("date", "must not be after tomorrow (UTC)")])
     return values
-
-
-def _date_range(date_from: date | None, date_to: date | None) -> None:
-    if date_from is not None and date_to is not None and date_from > date_to:
-        raise InvalidInput([FieldError("date_to", "must be on or after `date_from`")])
 
 
 DateFrom = Annotated[date | None, QueryParameter(description="Days on or after this one (YYYY-MM-DD)")]
@@ -211,7 +178,7 @@ class DailyAnalyticsController(Controller):
         page: PageNumber = 1,
         page_size: PageSize = DEFAULT_PAGE_SIZE,
     ) -> Page[DailyAnalytics]:
-        _date_range(date_from, date_to)
+        ordered(date_from, date_to, "date_from", "date_to")
         order = DAILY_ORDERING.parse(ordering)
         where = Where()
         where.optional("date >= {}", date_from)
@@ -296,7 +263,7 @@ class UserAnalyticsController(Controller):
         page_size: PageSize = DEFAULT_PAGE_SIZE,
     ) -> Page[UserAnalytics]:
         user = own_user_scope(principal_of(request), user, "user analytics")
-        _date_range(date_from, date_to)
+        ordered(date_from, date_to, "date_from", "date_to")
         order = USER_ORDERING.parse(ordering)
         where = Where()
         where.optional("user_id = {}", user)

@@ -18,14 +18,11 @@ from litestar import Controller, Request, delete, get, patch, post, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
 from psycopg import AsyncConnection, sql
-from psycopg.rows import class_row
-from psycopg.types.json import Jsonb
 
 from service.auth.guards import staff_only, staff_or_service
 from service.core import client_json
 from service.core.errors import FieldError, InvalidInput, NotFound
 from service.core.listing import (
-    BIGINT_MAX,
     DEFAULT_PAGE_SIZE,
     Ordering,
     Page,
@@ -39,6 +36,7 @@ from service.core.listing import (
     sent_fields,
 )
 from service.core.openapi import json_body
+from service.core.rows import aware, bound, check_failed, fetch_one, insert_statement, valid_id
 from service.storage.rollups import HOUR, floor
 from service.system_metrics.schemas import (
     MAX_CLOCK_SKEW,
@@ -54,8 +52,8 @@ from service.web.resources import Resources
 AnyRequest = Request[Any, Any, Any]
 RETURNING = columns(SystemMetric)
 
+_ONE = sql.SQL("SELECT {} FROM system_metrics WHERE id = %(id)s").format(RETURNING)
 _ONE_FOR_UPDATE = sql.SQL("SELECT {} FROM system_metrics WHERE id = %(id)s FOR UPDATE").format(RETURNING)
-_INSERT = "INSERT INTO system_metrics ({columns}) VALUES ({values}) RETURNING {returning}"
 _UPDATE = sql.SQL(
     "UPDATE system_metrics SET metric_type = %(metric_type)s, value = %(value)s, additional_data = %(additional_data)s "
     "WHERE id = %(id)s AND recorded_at = %(recorded_at)s RETURNING {}"
@@ -90,34 +88,20 @@ def _check(values: dict[str, Any]) -> None:
         client_json.check(values["additional_data"], "additional_data")
 
 
-def _bound(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: Jsonb(v) if k == "additional_data" else v for k, v in values.items()}
-
-
 async def _invalidate(conn: AsyncConnection[Any], times: Iterable[datetime]) -> None:
     await conn.execute(_INVALIDATE, {"hours": sorted({floor(t, HOUR) for t in times})})
 
 
 async def _run(conn: AsyncConnection[Any], query: sql.Composed, values: dict[str, Any]) -> SystemMetric | None:
     try:
-        async with conn.cursor(row_factory=class_row(SystemMetric)) as cur:
-            await cur.execute(query, _bound(values))
-            return await cur.fetchone()
-    except psycopg.errors.CheckViolation as exc:  # the Structs mirror the checks: this is the last line only
-        name = exc.diag.constraint_name or ""
-        field = name.removeprefix("system_metrics_").removesuffix("_check") or "body"
-        raise InvalidInput([FieldError(field, f"violates the check {name}")]) from None
+        return await fetch_one(conn, SystemMetric, query, bound(values))
+    except psycopg.errors.CheckViolation as exc:
+        raise check_failed(exc, "system_metrics") from None
 
 
 async def insert(conn: AsyncConnection[Any], values: dict[str, Any]) -> SystemMetric:
     """Insert a sample (fields not given take their default: {} and now) and return it."""
-    names = list(values)
-    query = sql.SQL(_INSERT).format(
-        columns=sql.SQL(", ").join(map(sql.Identifier, names)),
-        values=sql.SQL(", ").join(map(sql.Placeholder, names)),
-        returning=RETURNING,
-    )
-    row = await _run(conn, query, values)
+    row = await _run(conn, insert_statement("system_metrics", list(values), RETURNING), values)
     assert row is not None
     await _invalidate(conn, [row.recorded_at])
     return row
@@ -125,15 +109,11 @@ async def insert(conn: AsyncConnection[Any], values: dict[str, Any]) -> SystemMe
 
 async def load(conn: AsyncConnection[Any], metric_id: int, for_update: bool = False) -> SystemMetric:
     """The sample with this id (locked until the commit when `for_update`), or NotFound."""
-    query = (
-        _ONE_FOR_UPDATE if for_update else sql.SQL("SELECT {} FROM system_metrics WHERE id = %(id)s").format(RETURNING)
-    )
-    if 1 <= metric_id <= BIGINT_MAX:  # other ids cannot exist, and PostgreSQL would refuse to bind them as bigint
-        async with conn.cursor(row_factory=class_row(SystemMetric)) as cur:
-            await cur.execute(query, {"id": metric_id})
-            if (row := await cur.fetchone()) is not None:
-                return row
-    raise _not_found(metric_id)
+    query = _ONE_FOR_UPDATE if for_update else _ONE
+    row = await fetch_one(conn, SystemMetric, query, {"id": valid_id(metric_id, "system metric")})
+    if row is None:
+        raise _not_found(metric_id)
+    return row
 
 
 async def change(conn: AsyncConnection[Any], metric_id: int, changes: dict[str, Any]) -> SystemMetric:
@@ -152,17 +132,11 @@ async def change(conn: AsyncConnection[Any], metric_id: int, changes: dict[str, 
 
 async def remove(conn: AsyncConnection[Any], metric_id: int) -> None:
     """Delete the sample with this id; NotFound when there is none."""
-    if 1 <= metric_id <= BIGINT_MAX:
-        cur = await conn.execute(_DELETE, {"id": metric_id})
-        if removed := [row[0] for row in await cur.fetchall()]:
-            await _invalidate(conn, removed)
-            return
-    raise _not_found(metric_id)
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    """Query timestamps without a zone are UTC (psycopg would otherwise read them in the session's zone)."""
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+    cur = await conn.execute(_DELETE, {"id": valid_id(metric_id, "system metric")})
+    removed = [row[0] for row in await cur.fetchall()]
+    if not removed:
+        raise _not_found(metric_id)
+    await _invalidate(conn, removed)
 
 
 ORDERING = Ordering(["recorded_at", "value", "metric_type", "id"], default="-recorded_at")
@@ -193,7 +167,7 @@ class SystemMetricsController(Controller):
         page: PageNumber = 1,
         page_size: PageSize = DEFAULT_PAGE_SIZE,
     ) -> Page[SystemMetric]:
-        since, until = _aware(recorded_since), _aware(recorded_until)
+        since, until = aware(recorded_since), aware(recorded_until)
         if since is not None and until is not None and since > until:
             raise InvalidInput([FieldError("recorded_until", "must be on or after `recorded_since`")])
         order = ORDERING.parse(ordering)
