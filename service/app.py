@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import redis.asyncio as aioredis
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
+from psycopg_pool import AsyncConnectionPool
 
 from service import __version__
 from service.auth.api import AuthController
 from service.auth.middleware import authentication_middleware
-from service.auth.ratelimit import RateLimiter, limiting
+from service.auth.ratelimit import FLUSH_SECONDS as LIMITS_FLUSH_SECONDS
+from service.auth.ratelimit import RateLimiter
 from service.community.api import CommunityAnalyticsController
 from service.core.db import DatabaseUnavailable, async_pool, detect_engine_async
 from service.core.docs_ui import assets_router, render_plugins
@@ -23,6 +25,7 @@ from service.core.errors import EXCEPTION_HANDLERS
 from service.core.geoip import GeoResolver
 from service.core.head_requests import HeadAsGet
 from service.core.openapi import declare_error_answers
+from service.core.periodic import every
 from service.core.query_params import QueryRules, check_query
 from service.core.settings import ConfigError, Settings, from_env
 from service.errorlog.api import ErrorGroupsController, ErrorLogsController
@@ -40,12 +43,8 @@ from service.tasks.api import TasksController
 from service.tasks.worker import create_queue
 from service.web.health import HealthController
 from service.web.metrics_api import MetricsController
-from service.web.request_tracking import (
-    RequestCounter,
-    api_request_finished,
-    flushing,
-    unhandled_error,
-)
+from service.web.request_tracking import FLUSH_SECONDS as REQUESTS_FLUSH_SECONDS
+from service.web.request_tracking import RequestCounter, api_request_finished, unhandled_error
 from service.web.resources import Resources, provide_resources
 
 log = logging.getLogger(__name__)
@@ -81,21 +80,45 @@ def cors(settings: Settings) -> CORSConfig | None:
     )
 
 
-def create_app(settings: Settings) -> Litestar:
-    """Build the application for these settings; nothing connects until the lifespan starts."""
-    if settings.database_url is None or settings.redis_url is None:
-        raise ConfigError("DATABASE_URL and REDIS_URL: both must be set to serve the API (or use `analytics dev`)")
-    database_url, redis_url = settings.database_url, settings.redis_url
-    counter = RequestCounter()
+# Every route of the API, in the order the OpenAPI document lists them.
+ROUTES = (
+    HealthController,
+    MetricsController,
+    AuthController,
+    CommunityTrackController,
+    GeoTrackController,
+    EventsController,
+    CommunityAnalyticsController,
+    GeoAnalyticsController,
+    TasksController,
+    ReportsController,
+    DailyAnalyticsController,
+    UserAnalyticsController,
+    SystemMetricsController,
+    ErrorLogsController,
+    ErrorGroupsController,
+)
+
+
+async def _open_pool(settings: Settings, database_url: str) -> AsyncConnectionPool:
+    pool = async_pool(settings, database_url)
+    try:
+        await pool.open(wait=True, timeout=max(settings.db_wait, settings.db_timeout))
+    except Exception as exc:
+        await pool.close()
+        raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
+    return pool
+
+
+def _lifespan(
+    settings: Settings, database_url: str, redis_url: str, counter: RequestCounter
+) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
+    """What the API opens when it starts (pool, Redis, GeoIP, the country names) and hands to the handlers as
+    `Resources`; the background flushes while it runs; everything closed when it stops."""
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        pool = async_pool(settings, database_url)
-        try:
-            await pool.open(wait=True, timeout=max(settings.db_wait, settings.db_timeout))
-        except Exception as exc:
-            await pool.close()
-            raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
+        pool = await _open_pool(settings, database_url)
         client = aioredis.Redis.from_url(
             redis_url, socket_timeout=settings.redis_timeout, socket_connect_timeout=settings.redis_timeout
         )
@@ -105,24 +128,25 @@ def create_app(settings: Settings) -> Litestar:
             async with pool.connection() as conn:
                 engine = await detect_engine_async(conn)
             log.info("storage engine: %s", engine)
-            live = LiveWriter(client, settings.ingest_max_backlog)
             await _warn_without_persistence(client)
-            errors = ErrorRecorder(pool)
-            limiter = RateLimiter(client)
+            errors, limiter = ErrorRecorder(pool), RateLimiter(client)
             app.state.resources = Resources(
                 settings=settings,
                 pool=pool,
                 redis=client,
                 engine=engine,
                 schema=plan(engine),
-                live=live,
+                live=LiveWriter(client, settings.ingest_max_backlog),
                 geoip=geoip,
                 proxies=settings.proxy_networks(),
                 queue=create_queue(settings),
                 errors=errors,
                 limiter=limiter,
             )
-            async with flushing(counter, client), limiting(limiter):
+            async with (
+                every(REQUESTS_FLUSH_SECONDS, lambda: counter.flush(client)),
+                every(LIMITS_FLUSH_SECONDS, limiter.flush),
+            ):
                 yield
             await errors.drain()
         finally:
@@ -131,31 +155,22 @@ def create_app(settings: Settings) -> Litestar:
             await client.aclose()
             await pool.close()
 
+    return lifespan
+
+
+def create_app(settings: Settings) -> Litestar:
+    """Build the application for these settings; nothing connects until the lifespan starts."""
+    if settings.database_url is None or settings.redis_url is None:
+        raise ConfigError("DATABASE_URL and REDIS_URL: both must be set to serve the API (or use `analytics dev`)")
+    counter = RequestCounter()
     app = Litestar(
-        route_handlers=[
-            HealthController,
-            MetricsController,
-            AuthController,
-            CommunityTrackController,
-            GeoTrackController,
-            EventsController,
-            CommunityAnalyticsController,
-            GeoAnalyticsController,
-            TasksController,
-            ReportsController,
-            DailyAnalyticsController,
-            UserAnalyticsController,
-            SystemMetricsController,
-            ErrorLogsController,
-            ErrorGroupsController,
-            assets_router(),
-        ],
+        route_handlers=[*ROUTES, assets_router()],
         request_max_body_size=settings.track_max_body_bytes,
         cors_config=cors(settings),
         middleware=[authentication_middleware()],
         before_request=check_query,
         dependencies={"resources": Provide(provide_resources, sync_to_thread=False)},
-        lifespan=[lifespan],
+        lifespan=[_lifespan(settings, settings.database_url, settings.redis_url, counter)],
         exception_handlers={**EXCEPTION_HANDLERS, Exception: unhandled_error},
         logging_config=None,  # the process's logging is configured once, by the `analytics` command
         openapi_config=OpenAPIConfig(

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import logging
 import sys
+from typing import Any
 
 import msgspec
 
@@ -180,6 +181,13 @@ def parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--no-periodic", action="store_true", help="run queued tasks only; one worker schedules the periodic ones"
     )
+    _bench_options(sub)
+    _token_options(sub)
+    _demo_options(sub)
+    return p
+
+
+def _bench_options(sub: Any) -> None:
     bench = sub.add_parser(
         "bench",
         help="measure throughput and latency beside baselines of the same run (starts its own servers unless URLs "
@@ -196,6 +204,9 @@ def parser() -> argparse.ArgumentParser:
         if option.name != "events":  # whose default depends on the target
             text += f" (default {option.default})"
         bench.add_argument(f"--{option.name.replace('_', '-')}", type=_positive, default=None, help=text)
+
+
+def _token_options(sub: Any) -> None:
     token = sub.add_parser(
         "token",
         help="print a signed token for local development (JWT_SECRET, or the secret `analytics dev` created)",
@@ -209,6 +220,9 @@ def parser() -> argparse.ArgumentParser:
     )
     token.add_argument("--lifetime", type=_positive, default=3600, metavar="SECONDS", help="default 3600")
     token.add_argument("--private-key", metavar="PEM", help="RS256: the issuer's private key file")
+
+
+def _demo_options(sub: Any) -> None:
     demo = sub.add_parser(
         "demo",
         help="send a simulated platform's activity through a running API (signed with JWT_SECRET, else the dev secret)",
@@ -239,7 +253,6 @@ def parser() -> argparse.ArgumentParser:
         help="after the history, wait up to this long for the ingest worker and the rollup refresh before "
         "queueing the snapshot and report tasks (default 300; 0: no waiting)",
     )
-    return p
 
 
 COMMANDS = {

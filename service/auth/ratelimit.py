@@ -23,11 +23,9 @@ counters (a sliding log would need a sorted set per client).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -50,7 +48,8 @@ def _refusal(bucket: str, limit: int, now: float) -> TooManyRequests:
 
 class RateLimiter:
     """One process's side of the shared limits: decides from its own counts and the shared totals last read;
-    `flush` (every FLUSH_SECONDS, see `limiting`) adds its counts to Redis and reads the totals back."""
+    `flush` (every FLUSH_SECONDS, run by the application's lifespan) adds its counts to Redis and reads the
+    totals back."""
 
     def __init__(self, client: aioredis.Redis) -> None:
         self.client = client
@@ -112,25 +111,6 @@ class RateLimiter:
                 pipe.expire(key, 2 * WINDOW)
             replies: list[Any] = await pipe.execute()
         return [int(total) for total in replies[::2]]
-
-
-@contextlib.asynccontextmanager
-async def limiting(limiter: RateLimiter) -> AsyncIterator[None]:
-    """Flush the limiter every FLUSH_SECONDS while the application runs, and once more at the end."""
-    stop = asyncio.Event()
-
-    async def loop() -> None:
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), FLUSH_SECONDS)
-            await limiter.flush()
-
-    task = asyncio.create_task(loop())
-    try:
-        yield
-    finally:
-        stop.set()  # the loop flushes once more and ends (not cancelled in the middle of a flush)
-        await task
 
 
 async def hit(client: aioredis.Redis, bucket: str, who: str, limit: int, now: float | None = None) -> int:

@@ -8,12 +8,10 @@ most that many seconds of counts, which these figures can afford.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import traceback
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from ipaddress import IPv4Address, IPv6Address, ip_network
 from typing import Any
@@ -65,25 +63,6 @@ class RequestCounter:
                 mine[1] += duration
                 for user_id, n in users.items():
                     mine[2][user_id] += n
-
-
-@contextlib.asynccontextmanager
-async def flushing(counter: RequestCounter, client: aioredis.Redis) -> AsyncIterator[None]:
-    """Flush the counter every FLUSH_SECONDS while the application runs, and at the end."""
-
-    async def loop() -> None:
-        while True:
-            await asyncio.sleep(FLUSH_SECONDS)
-            await counter.flush(client)
-
-    task = asyncio.create_task(loop())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await counter.flush(client)
 
 
 def api_request_finished(counter: RequestCounter) -> Callable[[Scope, float], None]:

@@ -59,6 +59,7 @@ WARMUP_SECONDS = 2
 TRACK_PATH = "/api/community-analytics/track/"
 BATCH_PATH = "/api/community-analytics/track/batch/"
 BATCH_SIZE = 100  # events per batch request
+BATCH_LABEL = f"batch tracking ({BATCH_SIZE}/req)"
 SINGLE_BODIES = 500  # distinct single-event bodies the wrk script cycles through
 BATCH_BODIES = 40  # distinct batch bodies
 COMMUNITIES = 100
@@ -423,6 +424,25 @@ def _clean_external(bench: Bench) -> None:
         print(f"analytics bench: could not clean up after the run: {exc}", file=sys.stderr)
 
 
+@dataclass(frozen=True)
+class HttpFigures:
+    """The HTTP measurements: the minimal route, then the service's single-event and batch tracking."""
+
+    base: WrkResult
+    single: WrkResult
+    batch: WrkResult
+    missing: int  # events answered 202 that the stream does not hold
+
+
+@dataclass(frozen=True)
+class StreamFigures:
+    """The stream -> table measurement: seconds to fill the stream, to COPY the rows, to drain the stream."""
+
+    fill_seconds: float
+    copy_seconds: float
+    drain_seconds: float
+
+
 def _benchmark(
     settings: Settings,
     options: Options,
@@ -445,6 +465,24 @@ def _benchmark(
         settings, database_url=database_url, redis_url=redis_url, ingest_max_backlog=MAX_BACKLOG
     )
     rng = seeded(20260101)
+    load = OtherLoad()
+    http = _measure_http(settings, options, progress, load, wrk, directory, apps, rng)
+    stream = _measure_stream(settings, options, progress, load, rng)
+    return _report(settings, options, engine, load, http, stream, wall, idle)
+
+
+def _measure_http(
+    settings: Settings,
+    options: Options,
+    progress: Progress,
+    load: OtherLoad,
+    wrk: str,
+    directory: Path,
+    apps: list[HttpApp],
+    rng: random.Random,
+) -> HttpFigures:
+    """The minimal route's baseline, then the service's tracking, both answering the same requests."""
+    assert settings.database_url is not None and settings.redis_url is not None
     # The service authenticates every request and rate-limits tracking: both apps get the same requests,
     # Authorization header included (the minimal route reads no header).
     auth = credentials(settings)
@@ -463,7 +501,6 @@ def _benchmark(
     with progress.step(f"starting the minimal app ({HTTP_WORKERS} uvicorn workers)"):
         minimal.start()
     minimal.expect(TRACK_PATH, probe_single)
-    load = OtherLoad()
     _, base = measure(progress, load, wrk, minimal, TRACK_PATH, single_script, "minimal POST", options)
     minimal.stop()
 
@@ -471,8 +508,8 @@ def _benchmark(
     port = free_port()
     env = {
         **os.environ,
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
         "ANALYTICS_HOST": "127.0.0.1",
         "ANALYTICS_PORT": str(port),
         "ANALYTICS_WORKERS": str(HTTP_WORKERS),
@@ -489,14 +526,13 @@ def _benchmark(
     single_warmup, single = measure(
         progress, load, wrk, service, TRACK_PATH, single_script, "single-event tracking", options
     )
-    batch_label = f"batch tracking ({BATCH_SIZE}/req)"
-    batch_warmup, batch = measure(progress, load, wrk, service, BATCH_PATH, batch_script, batch_label, options)
+    batch_warmup, batch = measure(progress, load, wrk, service, BATCH_PATH, batch_script, BATCH_LABEL, options)
     service.stop()
     # Every answered request must have put its events into the stream (requests still in flight when wrk
     # stopped may have added a few more).
     answered = 1 + BATCH_SIZE + single_warmup.requests + single.requests
     answered += BATCH_SIZE * (batch_warmup.requests + batch.requests)
-    client = redis.Redis.from_url(redis_url)
+    client = redis.Redis.from_url(settings.redis_url)
     try:
         streamed = stream_events(client)
     finally:
@@ -505,8 +541,15 @@ def _benchmark(
     missing = max(0, answered - streamed)
     if missing:
         progress.warn(f"{missing:,} answered events are missing from the stream")
+    return HttpFigures(base, single, batch, missing)
 
-    # 3. stream -> table: the ingest worker against a raw COPY of the same rows
+
+def _measure_stream(
+    settings: Settings, options: Options, progress: Progress, load: OtherLoad, rng: random.Random
+) -> StreamFigures:
+    """Stream -> table: the ingest worker against a raw COPY of the same rows."""
+    assert settings.database_url is not None and settings.redis_url is not None
+    database_url, redis_url = settings.database_url, settings.redis_url
     flush_redis(redis_url)
     with progress.step(f"making {options.events:,} records"):
         records = stream_records(settings, rng, options.events)
@@ -529,16 +572,31 @@ def _benchmark(
         if count != options.events:
             raise BenchError(f"{label} left {count:,} rows in {TABLE}, expected {options.events:,}")
     reset_table(database_url)
+    return StreamFigures(fill_seconds, copy_seconds, drain_seconds)
 
-    copy_rate = options.events / copy_seconds
-    drain_rate = options.events / drain_seconds
+
+def _report(
+    settings: Settings,
+    options: Options,
+    engine: str,
+    load: OtherLoad,
+    http: HttpFigures,
+    stream: StreamFigures,
+    wall: float,
+    idle: float | None,
+) -> int:
+    """The table of ratios and the notes; the exit code (1 when a measurement is not valid)."""
+    assert settings.database_url is not None and settings.redis_url is not None
+    base, single, batch = http.base, http.single, http.batch
+    copy_rate = options.events / stream.copy_seconds
+    drain_rate = options.events / stream.drain_seconds
     batch_events = batch.rate * BATCH_SIZE
     base_text = f"minimal POST {base.rate:,.0f} req/s"
     rows = [
         Row("single-event tracking", f"{single.rate:,.0f} req/s", base_text, single.rate / base.rate, SINGLE_GOAL,
             not (single.errors or base.errors), load.disturbed("minimal POST", "single-event tracking")),
-        Row(batch_label, f"{batch_events:,.0f} ev/s", base_text, batch_events / base.rate, None,
-            not (batch.errors or base.errors), load.disturbed("minimal POST", batch_label)),
+        Row(BATCH_LABEL, f"{batch_events:,.0f} ev/s", base_text, batch_events / base.rate, None,
+            not (batch.errors or base.errors), load.disturbed("minimal POST", BATCH_LABEL)),
         Row("stream -> table", f"{drain_rate:,.0f} ev/s", f"raw COPY {copy_rate:,.0f} rows/s", drain_rate / copy_rate,
             INGEST_GOAL, True, load.disturbed("raw COPY", "ingest worker")),
     ]  # fmt: skip
@@ -559,16 +617,16 @@ def _benchmark(
         f"latency p50 / p99: minimal {base.p50_ms:.1f} / {base.p99_ms:.1f} ms, single {single.p50_ms:.1f} / "
         f"{single.p99_ms:.1f} ms, batch {batch.p50_ms:.1f} / {batch.p99_ms:.1f} ms",
         f"stream -> table: {options.events:,} events; IngestWorker.run() with INGEST_BATCH_SIZE "
-        f"{settings.ingest_batch_size:,} until drained ({drain_seconds:.2f} s) vs one COPY in one transaction "
-        f"({copy_seconds:.2f} s); stream filled by LiveWriter at {options.events / fill_seconds:,.0f} ev/s "
-        "(not part of the ratio)",
+        f"{settings.ingest_batch_size:,} until drained ({stream.drain_seconds:.2f} s) vs one COPY in one "
+        f"transaction ({stream.copy_seconds:.2f} s); stream filled by LiveWriter at "
+        f"{options.events / stream.fill_seconds:,.0f} ev/s (not part of the ratio)",
     ]
     invalid = [(label, r) for label, r in (("minimal POST", base), ("single", single), ("batch", batch)) if r.errors]
     for label, r in invalid:
         notes.append(f"!!! {label}: {r.problems()} -- the figures of this run are NOT valid")
-    if missing:
-        notes.append(f"!!! {missing:,} events answered 202 are missing from the stream")
-    notes.append(machine(database_url, redis_url))
+    if http.missing:
+        notes.append(f"!!! {http.missing:,} events answered 202 are missing from the stream")
+    notes.append(machine(settings.database_url, settings.redis_url))
     notes.append(load.summary())
     idle_text = "unknown" if idle is None else f"{idle:.0%}"
     notes.append(f"wall time: {time.monotonic() - wall:.0f} s; CPU idle in the second before the run: {idle_text}")
@@ -578,4 +636,4 @@ def _benchmark(
         )
     )
     print("\n".join(notes), flush=True)
-    return 1 if invalid or missing else 0
+    return 1 if invalid or http.missing else 0

@@ -905,6 +905,34 @@ def _measure(
     return results, load
 
 
+def _cells(r: Result, load: OtherLoad) -> list[str]:
+    """One endpoint's row of the table: its latencies, the raw computation's, the ratio and the verdict."""
+    raw_cells = ["-", "-", "-"]
+    if r.raw_latencies:
+        raw_p50, raw_p95 = percentile(r.raw_latencies, 0.5), percentile(r.raw_latencies, 0.95)
+        raw_cells = [ms(raw_p50), ms(raw_p95), times(r.ratio or 0.0)]
+    goal, verdict = "", ""
+    if r.endpoint.goal:
+        goal = f"p95 < {GOAL_P95 * 1000:.0f} ms and >= {GOAL_RATIO:.0f}x"
+        verdict = "met" if r.goal_met else "MISSED"
+    if r.mismatches:
+        verdict = f"{verdict} MISMATCH".lstrip()
+    if load.disturbed(r.endpoint.label, f"raw {r.endpoint.label}"):
+        verdict = f"{verdict} (disturbed)".lstrip()
+    return [r.endpoint.label, ms(r.p50), ms(r.p95), *raw_cells, goal, verdict]
+
+
+def _correctness(mismatches: list[str], compared: int) -> list[str]:
+    """The notes on the endpoints' answers against the raw figures (the first 20 differences)."""
+    if not mismatches:
+        return [f"correctness: {compared} endpoint answers compared with the raw figures: all equal"]
+    notes = [f"!!! correctness: {len(mismatches)} of {compared} answers differ from the raw figures:"]
+    notes += [f"!!!   {m}" for m in mismatches[:20]]
+    if len(mismatches) > 20:
+        notes.append(f"!!!   ... and {len(mismatches) - 20} more")
+    return notes
+
+
 def _report(
     bench: Bench,
     options: Options,
@@ -919,22 +947,7 @@ def _report(
     """Print the table and the notes; the exit code."""
     results, load = measured
     lines = [["endpoint", "p50", "p95", "raw p50", "raw p95", "raw/endpoint (p95)", "goal", ""]]
-    for r in results:
-        raw_cells = ["-", "-", "-"]
-        if r.raw_latencies:
-            ratio = r.ratio or 0.0
-            raw_p50, raw_p95 = percentile(r.raw_latencies, 0.5), percentile(r.raw_latencies, 0.95)
-            raw_cells = [ms(raw_p50), ms(raw_p95), times(ratio)]
-        goal, verdict = "", ""
-        if r.endpoint.goal:
-            goal = f"p95 < {GOAL_P95 * 1000:.0f} ms and >= {GOAL_RATIO:.0f}x"
-            verdict = "met" if r.goal_met else "MISSED"
-        if r.mismatches:
-            verdict = f"{verdict} MISMATCH".lstrip()
-        labels = [r.endpoint.label, f"raw {r.endpoint.label}"]
-        if load.disturbed(*labels):
-            verdict = f"{verdict} (disturbed)".lstrip()
-        lines.append([r.endpoint.label, ms(r.p50), ms(r.p95), *raw_cells, goal, verdict])
+    lines += [_cells(r, load) for r in results]
     load_s, refresh_s, vacuum_s = seconds
     rows = ", ".join(f"{name} {n:,} ({size(b)})" for name, (n, b) in counts.items())
     header = "\n".join(
@@ -964,13 +977,7 @@ def _report(
         "communities asked about: half drawn in proportion to their events, half uniformly among those with data "
         f"(seed {SEED})",
     ]
-    if mismatches:
-        notes.append(f"!!! correctness: {len(mismatches)} of {compared} answers differ from the raw figures:")
-        notes += [f"!!!   {m}" for m in mismatches[:20]]
-        if len(mismatches) > 20:
-            notes.append(f"!!!   ... and {len(mismatches) - 20} more")
-    else:
-        notes.append(f"correctness: {compared} endpoint answers compared with the raw figures: all equal")
+    notes += _correctness(mismatches, compared)
     notes.append(machine(*urls) + f"; shared_buffers {server[0]}, work_mem {server[1]}, "
                  f"max_parallel_workers_per_gather {server[2]}")  # fmt: skip
     notes.append(load.summary())
