@@ -33,6 +33,7 @@ from service.errorlog.recorder import ErrorRecorder
 from service.geo.api import GeoAnalyticsController
 from service.ingest import countries
 from service.ingest.api import CommunityTrackController, EventsController, GeoTrackController
+from service.live.push import LiveHub
 from service.live.writer import LiveWriter
 from service.observability.request_metrics import instrument
 from service.reports.api import ReportsController
@@ -129,7 +130,7 @@ def _lifespan(
                 engine = await detect_engine_async(conn)
             log.info("storage engine: %s", engine)
             await _warn_without_persistence(client)
-            errors, limiter = ErrorRecorder(pool), RateLimiter(client)
+            errors, limiter, hub = ErrorRecorder(pool), RateLimiter(client), LiveHub(client)
             app.state.resources = Resources(
                 settings=settings,
                 pool=pool,
@@ -142,12 +143,16 @@ def _lifespan(
                 queue=create_queue(settings),
                 errors=errors,
                 limiter=limiter,
+                hub=hub,
             )
             async with (
                 every(REQUESTS_FLUSH_SECONDS, lambda: counter.flush(client)),
                 every(LIMITS_FLUSH_SECONDS, limiter.flush),
             ):
-                yield
+                try:
+                    yield
+                finally:
+                    await hub.close()  # every live stream ends
             await errors.drain()
         finally:
             if geoip:

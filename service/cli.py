@@ -33,6 +33,9 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     return dev.run(settings)
 
 
+SHUTDOWN_GRACE = 10  # seconds
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -50,6 +53,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             log_level=settings.log_level.lower(),
             proxy_headers=False,
             server_header=False,
+            # Live streams never end by themselves: at a stop, open connections get this long, then are closed.
+            timeout_graceful_shutdown=SHUTDOWN_GRACE,
         )
     return 0
 

@@ -40,8 +40,8 @@ def test_head_answers_like_get_without_a_body_on_every_get_route(client: TestCli
     app = create_app(settings)
     checked = 0
     for path, methods in served_paths(app):
-        if "GET" not in methods or path.startswith("/docs"):
-            continue
+        if "GET" not in methods or path.startswith("/docs") or path.endswith("/live/"):
+            continue  # the live stream never ends: its HEAD is checked in tests/community/test_live.py
         get, head = client.get(path), client.head(path)
         assert head.status_code == get.status_code, (path, head.status_code, get.status_code)
         assert head.content == b"", path

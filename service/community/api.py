@@ -2,20 +2,63 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, get
+import redis.exceptions
+from litestar import Controller, Request, get
 from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
+from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from service.auth.guards import community_reader, staff_only
+from service.auth.guards import community_reader, principal_of, staff_only
 from service.community.figures import community_report, patterns
 from service.community.queries import hourly_volumes, report_figures, today_by_community
 from service.community.schemas import ActivityPatterns, CommunityReport, CommunityToday
+from service.core.errors import TooManyRequests, Unavailable
 from service.core.windows import Days, Window
+from service.live.push import StreamSlot
 from service.live.realtime import Realtime, realtime, realtime_many
 from service.web.resources import Resources
+
+LIVE_RETRY_MS = 3000  # what a disconnected EventSource waits before it reconnects
+
+
+async def live_events(
+    resources: Resources, community_id: int, slot: StreamSlot
+) -> AsyncIterator[ServerSentEventMessage]:
+    """The live stream's events: the figures at once, then each change, a heartbeat comment when quiet; its slot
+    is given back however the stream ends (the client gone, the API stopping)."""
+    try:
+        async with resources.hub.watch(community_id) as changes:
+            current = await realtime(resources.redis, community_id)
+            yield _event(current, retry=LIVE_RETRY_MS)
+            while True:
+                try:
+                    figures = await asyncio.wait_for(changes.get(), resources.settings.live_heartbeat)
+                except TimeoutError:
+                    await slot.renew()
+                    yield ServerSentEventMessage(comment="heartbeat", data=None)  # a comment alone: no event
+                    continue
+                if figures is None:  # the API is stopping
+                    return
+                if figures != current:
+                    current = figures
+                    yield _event(figures)
+    finally:
+        with contextlib.suppress(redis.exceptions.RedisError):
+            await slot.release()
+
+
+def _event(figures: Realtime, retry: int | None = None) -> ServerSentEventMessage:
+    """One `realtime` event: the body of `/realtime/`, its id the time in milliseconds."""
+    return ServerSentEventMessage(
+        data=msgspec.json.encode(figures).decode(), event="realtime", id=str(time.time_ns() // 1_000_000), retry=retry
+    )
 
 
 class CommunityAnalyticsController(Controller):
@@ -53,6 +96,28 @@ class CommunityAnalyticsController(Controller):
     )
     async def realtime(self, community_id: FromPath[int], resources: NamedDependency[Resources]) -> Realtime:
         return await realtime(resources.redis, community_id)
+
+    @get(
+        "/{community_id:int}/live/",
+        summary="The realtime figures as Server-Sent Events: at once, then whenever they change (at most once a "
+        "second), a heartbeat comment every LIVE_HEARTBEAT seconds",
+        guards=[community_reader],
+        media_type="text/event-stream",
+    )
+    async def live(
+        self, request: Request[Any, Any, Any], community_id: FromPath[int], resources: NamedDependency[Resources]
+    ) -> ServerSentEvent:
+        principal = principal_of(request)
+        slot = StreamSlot(resources.redis, f"{principal.kind}:{principal.subject}")
+        limit = resources.settings.live_max_streams_per_principal
+        try:
+            claimed = await slot.claim(limit)
+        except redis.exceptions.RedisError as exc:
+            raise Unavailable(f"The live store (Redis) is unavailable ({type(exc).__name__})", retry_after=5) from None
+        if not claimed:
+            raise TooManyRequests(f"at most {limit} live streams of one principal may be open at once", 15, limit)
+        events = live_events(resources, community_id, slot)
+        return ServerSentEvent(events, headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
     @get(
         "/{community_id:int}/report/",

@@ -78,6 +78,8 @@ class Settings(
         "error_log_ip": "ERROR_LOG_IP",
         "cors_allow_origins": "CORS_ALLOW_ORIGINS",
         "geo_bypass_window": "GEO_BYPASS_WINDOW",
+        "live_max_streams_per_principal": "LIVE_MAX_STREAMS_PER_PRINCIPAL",
+        "live_heartbeat": "LIVE_HEARTBEAT",
         "ingest_max_backlog": "INGEST_MAX_BACKLOG",
         "ingest_batch_size": "INGEST_BATCH_SIZE",
         "ingest_claim_idle": "INGEST_CLAIM_IDLE",
@@ -166,6 +168,12 @@ class Settings(
     cors_allow_origins: Annotated[
         str, _doc("Comma-separated origins browsers may call the API from (CORS), `*` for any; empty: none")
     ] = ""
+    live_max_streams_per_principal: Annotated[
+        int, Meta(ge=1, le=1000, description="Live streams one principal may hold open at once, over all API processes")
+    ] = 5
+    live_heartbeat: Annotated[
+        int, Meta(ge=1, le=30, description="Seconds between two heartbeat comments on a live stream")
+    ] = 15
     geo_bypass_window: Annotated[
         int,
         Meta(

@@ -12,6 +12,7 @@ Every key but the stream expires on its own:
                                                      `user:{id}` -> requests of that user
     analytics:session:{sha256 of session id}  STR   a browser session (msgspec JSON), sliding expiry SESSION_TTL
     analytics:ratelimit:{bucket}:{who}:{min}  STR   requests of one principal in one minute (rate limits)
+    analytics:streams:{who}                   ZSET  live stream id -> last heartbeat (unix s) of one principal
     analytics:events                          STREAM accepted events, one entry per flush (field i: kind byte +
                                                      msgpack record), read by the `ingest` consumer group
     analytics:scratch:online:{random}         ZSET  union of the presence sets while /metrics counts distinct members
@@ -64,6 +65,11 @@ def requests_key(day: date) -> str:
 def session_key(session_id: str) -> str:
     """A session's key: the id hashed, so a copy of the Redis data holds no usable session ids."""
     return f"analytics:session:{hashlib.sha256(session_id.encode()).hexdigest()}"
+
+
+def streams_key(who: str) -> str:
+    """The open live streams of one principal (`kind:subject`), scored by their last heartbeat."""
+    return f"analytics:streams:{who}"
 
 
 def rate_key(bucket: str, who: str, window: int) -> str:

@@ -12,6 +12,7 @@ from service.core.db import Engine
 from service.core.geoip import GeoResolver, Network
 from service.core.settings import Settings
 from service.errorlog.recorder import ErrorRecorder
+from service.live.push import LiveHub
 from service.live.writer import LiveWriter
 from service.storage.migrations import SqlFile
 from service.tasks.worker import TaskQueue
@@ -28,6 +29,7 @@ class Resources:
         "engine",
         "errors",
         "geoip",
+        "hub",
         "limiter",
         "live",
         "pool",
@@ -53,6 +55,7 @@ class Resources:
         queue: TaskQueue,
         errors: ErrorRecorder,
         limiter: RateLimiter,
+        hub: LiveHub,
     ) -> None:
         self.settings = settings
         self.pool = pool
@@ -65,6 +68,7 @@ class Resources:
         self.queue = queue  # enqueues runs asked for through the API
         self.errors = errors  # records unhandled exceptions as error logs
         self.limiter = limiter  # the tracking rate limit, flushed to Redis in the background
+        self.hub = hub  # the live streams' subscriptions and their ticker
         self.tokens = TokenCache(settings)  # verified bearer tokens, valid for these settings only
 
 

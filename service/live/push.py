@@ -1,0 +1,128 @@
+"""Realtime figures pushed to subscribers (the live stream), and the cap on streams per principal.
+
+One ticker per API process: while anyone in the process watches, it reads the realtime figures of every watched
+community in one Redis round trip each second and hands each subscriber its community's figures when they
+changed. A ticker rather than Redis pub/sub, because the figures also change with no event at all: members drop
+out of "online" five minutes after their last activity, the activity score decays minute by minute, and a
+notification would never fire for those. The ticker sees every change whichever API process or worker made it,
+costs one round trip per second per process however many clients watch, and none while nobody does.
+
+Open streams are counted in Redis per principal (a sorted set of stream ids scored by their last heartbeat), so
+the cap holds across API processes; a stream whose process died stops counting after STREAM_LEASE seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import redis.asyncio as aioredis
+import redis.exceptions
+
+from service.core.errors import first_line
+from service.live.keys import streams_key
+from service.live.realtime import Realtime, realtime_many
+
+log = logging.getLogger(__name__)
+
+TICK = 1.0  # seconds between two reads of the watched communities: pushes come at most this often
+STREAM_LEASE = 60  # seconds an open stream counts without a heartbeat (its process may have died)
+
+# Drop the leases that lapsed, then take one if fewer than the limit are held; 1 when taken.
+_CLAIM = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1] - ARGV[2])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+
+class LiveHub:
+    """One process's subscriptions: community -> the queues of its subscribers, fed by one ticker task."""
+
+    def __init__(self, client: aioredis.Redis, tick: float = TICK) -> None:
+        self.client, self.tick = client, tick
+        self._watchers: dict[int, set[asyncio.Queue[Realtime | None]]] = {}
+        self._last: dict[int, Realtime] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @contextlib.asynccontextmanager
+    async def watch(self, community_id: int) -> AsyncIterator[asyncio.Queue[Realtime | None]]:
+        """A queue that receives the community's figures whenever they change (None: the hub closed)."""
+        queue: asyncio.Queue[Realtime | None] = asyncio.Queue(maxsize=1)
+        if self._closed:
+            queue.put_nowait(None)
+        else:
+            self._watchers.setdefault(community_id, set()).add(queue)
+            if self._task is None or self._task.done():
+                self._task = asyncio.create_task(self._run(), name="live ticker")
+        try:
+            yield queue
+        finally:
+            watchers = self._watchers.get(community_id)
+            if watchers is not None:
+                watchers.discard(queue)
+                if not watchers:
+                    del self._watchers[community_id]
+                    self._last.pop(community_id, None)
+
+    async def _run(self) -> None:
+        while self._watchers and not self._closed:
+            started = time.monotonic()
+            try:
+                await self._push(list(self._watchers))
+            except redis.exceptions.RedisError as exc:  # subscribers keep the last figures; the next tick retries
+                log.warning("live stream: cannot read the realtime figures (%s)", first_line(exc))
+            await asyncio.sleep(max(0.0, self.tick - (time.monotonic() - started)))
+
+    async def _push(self, communities: list[int]) -> None:
+        for figures in await realtime_many(self.client, communities):
+            community = figures.community_id
+            if self._last.get(community) == figures:
+                continue
+            self._last[community] = figures
+            for queue in list(self._watchers.get(community, ())):
+                _replace(queue, figures)
+
+    async def close(self) -> None:
+        """End every subscription (each gets None) and stop the ticker."""
+        self._closed = True
+        for watchers in self._watchers.values():
+            for queue in watchers:
+                _replace(queue, None)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+def _replace(queue: asyncio.Queue[Realtime | None], item: Realtime | None) -> None:
+    """Put `item` in a queue of one, dropping what the subscriber has not taken yet (older figures)."""
+    with contextlib.suppress(asyncio.QueueEmpty):
+        queue.get_nowait()
+    queue.put_nowait(item)
+
+
+class StreamSlot:
+    """One open stream counted against its principal's limit, across API processes."""
+
+    def __init__(self, client: aioredis.Redis, who: str) -> None:
+        self.client, self.key, self.id = client, streams_key(who), uuid.uuid4().hex
+
+    async def claim(self, limit: int) -> bool:
+        """Take a slot; False when the principal holds `limit` open streams already."""
+        taken = await self.client.eval(_CLAIM, 1, self.key, time.time(), STREAM_LEASE, limit, self.id)
+        return bool(taken)
+
+    async def renew(self) -> None:
+        await self.client.zadd(self.key, {self.id: time.time()})
+        await self.client.expire(self.key, STREAM_LEASE)
+
+    async def release(self) -> None:
+        await self.client.zrem(self.key, self.id)
