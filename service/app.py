@@ -30,6 +30,7 @@ from service.core.query_params import QueryRules, check_query
 from service.core.settings import ConfigError, Settings, from_env
 from service.errorlog.api import ErrorGroupsController, ErrorLogsController
 from service.errorlog.recorder import ErrorRecorder
+from service.export.api import ExportController
 from service.geo.api import GeoAnalyticsController
 from service.ingest import countries
 from service.ingest.api import CommunityTrackController, EventsController, GeoTrackController
@@ -98,6 +99,7 @@ ROUTES = (
     SystemMetricsController,
     ErrorLogsController,
     ErrorGroupsController,
+    ExportController,
 )
 
 
