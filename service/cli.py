@@ -1,4 +1,4 @@
-"""The `analytics` command: dev, serve, migrate, ingest, worker, bench, demo, token."""
+"""The `analytics` command: dev, serve, migrate, ingest, worker, bench, demo, token, export."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import argparse
 import dataclasses
 import logging
 import sys
+from datetime import date
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -13,6 +15,7 @@ import msgspec
 from service import __version__
 from service.core.db import DatabaseUnavailable, connect, detect_engine
 from service.core.settings import ENV_NAMES, ConfigError, Settings, from_env
+from service.export.datasets import DATASETS
 from service.storage.migrations import MigrationError, migrate
 from service.tools.bench.options import TARGETS, Options
 from service.tools.localstack import StackError
@@ -120,6 +123,13 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     return demo.run(_signing(settings), options)
 
 
+def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
+    from service.tools import export
+
+    _require(settings, "database_url")
+    return export.run(settings, args.dataset, args.date_from, args.date_to, args.community, args.format, Path(args.out))
+
+
 def _signing(settings: Settings) -> Settings:
     """The settings to sign tokens with: without JWT_SECRET (HS256), the development stack's secret that
     `analytics dev` keeps in the data directory, so the tokens work against that stack."""
@@ -189,7 +199,20 @@ def parser() -> argparse.ArgumentParser:
     _bench_options(sub)
     _token_options(sub)
     _demo_options(sub)
+    _export_options(sub)
     return p
+
+
+def _export_options(sub: Any) -> None:
+    export = sub.add_parser(
+        "export", help="write a dataset's rows of a range of days to a file, as GET /api/export/{dataset}/ streams them"
+    )
+    export.add_argument("dataset", choices=list(DATASETS), help="what to export")
+    export.add_argument("--from", dest="date_from", type=date.fromisoformat, help="first day, YYYY-MM-DD (UTC)")
+    export.add_argument("--to", dest="date_to", type=date.fromisoformat, help="last day, inclusive (default today)")
+    export.add_argument("--community", type=_positive, help="only this community")
+    export.add_argument("--format", choices=["csv", "parquet"], default="csv", help="default csv")
+    export.add_argument("--out", required=True, metavar="FILE", help="where to write it")
 
 
 def _bench_options(sub: Any) -> None:
@@ -269,6 +292,7 @@ COMMANDS = {
     "bench": cmd_bench,
     "demo": cmd_demo,
     "token": cmd_token,
+    "export": cmd_export,
 }
 
 

@@ -25,6 +25,7 @@ from psycopg.rows import dict_row
 from service.app import create_app
 from service.cli import main
 from service.core.db import sync_pool
+from service.core.progress import Progress
 from service.core.settings import Settings
 from service.errorlog.schemas import ErrorLogCreate
 from service.ingest.schemas import PlatformEvent, TrackActivity, TrackGeo
@@ -32,7 +33,7 @@ from service.ingest.worker import IngestWorker
 from service.snapshots.schemas import DailyAnalytics
 from service.system_metrics.schemas import SystemMetricCreate
 from service.tasks.worker import execute
-from service.tools.demo.client import CHECK_DEADLINE, Api, Progress, Sender
+from service.tools.demo.client import CHECK_DEADLINE, Api, Sender
 from service.tools.demo.runner import AGE_MARGIN, TASKS, Options, _live, history_window
 from service.tools.demo.simulation import Simulator, history
 from service.tools.demo.world import Community, World, build_world

@@ -8,6 +8,7 @@ import json
 import random
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -15,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from litestar.testing import TestClient
 
+from service.cli import main
 from service.core.settings import Settings
 from tests.support import act, bearer, rows, store
 
@@ -134,3 +136,34 @@ def test_staff_only(client: TestClient[Any], settings: Settings) -> None:
     assert member.status_code == 403
     moderator = client.get("/api/export/activity/", headers=bearer(settings, "9", moderated=[1]))
     assert moderator.status_code == 403
+
+
+def test_the_command_writes_the_same_rows_with_a_progress_line(
+    stored: list[tuple[Any, ...]],
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    today = datetime.now(UTC).date()
+    out = tmp_path / "activity.parquet"
+    argv = ["export", "activity", "--from", str(today - timedelta(days=3)), "--format", "parquet", "--out", str(out)]
+    assert main(argv) == 0
+    table = pq.read_table(out)
+    assert table.num_rows == ROWS
+    assert sorted(uuid.UUID(v) for v in table.column("event_id").to_pylist()) == sorted(r[1] for r in stored)
+    printed = capsys.readouterr().err
+    assert "export 100% 100,000 rows" in printed and f"{out}: 100,000 rows" in printed
+    csv_out = tmp_path / "activity.csv"
+    assert main(["export", "activity", "--from", str(today - timedelta(days=3)), "--out", str(csv_out)]) == 0
+    with csv_out.open(newline="") as file:
+        assert len(list(csv.reader(file))) == ROWS + 1
+
+
+def test_the_command_refuses_what_the_endpoint_refuses(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    assert main(["export", "errors", "--community", "3", "--out", str(tmp_path / "x.csv")]) == 2
+    assert "analytics export: community: `errors` is not kept per community" in capsys.readouterr().err

@@ -1,5 +1,4 @@
-"""The demo's HTTP side: a service token, batched requests retried on 429/503 and broken connections, and the
-progress line."""
+"""The demo's HTTP side: a service token, and batched requests retried on 429/503 and broken connections."""
 
 from __future__ import annotations
 
@@ -9,7 +8,7 @@ import time
 import uuid
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Any, TextIO
+from typing import Any
 from urllib.parse import urlsplit
 
 import msgspec
@@ -232,40 +231,6 @@ class Sender:
             if kind == "geo":
                 self.sent["blocked"] += sum(1 for i in items if i["access_result"] == "blocked")
                 self.countries.update(i["location"]["country_code"] for i in items)
-
-
-# --- Progress -----------------------------------------------------------------------------------------------
-
-
-class Progress:
-    """A one-line progress bar on a terminal; on anything else a line at each tenth."""
-
-    def __init__(self, stream: TextIO, label: str) -> None:
-        self.stream, self.label = stream, label
-        self.tty = stream.isatty()
-        self._last = 0.0
-        self._tenth = -1
-
-    def update(self, fraction: float, note: str, force: bool = False) -> None:
-        fraction = min(1.0, max(0.0, fraction))
-        if self.tty:
-            now = time.monotonic()
-            if not force and now - self._last < 0.1:
-                return
-            self._last = now
-            filled = int(fraction * 30)
-            bar = "#" * filled + "-" * (30 - filled)
-            self.stream.write(f"\r{self.label} [{bar}] {fraction * 100:3.0f}% {note}\x1b[K")
-        elif force or (int(fraction * 10) > self._tenth and fraction < 1.0):
-            self._tenth = int(fraction * 10)
-            self.stream.write(f"{self.label} {fraction * 100:3.0f}% {note}\n")
-        self.stream.flush()
-
-    def done(self, note: str) -> None:
-        self.update(1.0, note, force=True)
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
 
 
 def sent_summary(sent: Counter[str]) -> str:

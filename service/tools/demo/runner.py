@@ -13,8 +13,9 @@ from typing import TextIO
 
 import msgspec
 
+from service.core.progress import Progress
 from service.core.settings import ConfigError, Settings
-from service.tools.demo.client import Api, DemoError, Progress, Sender, refusal, sent_summary
+from service.tools.demo.client import Api, DemoError, Sender, refusal, sent_summary
 from service.tools.demo.simulation import Simulator, simulate
 from service.tools.demo.world import build_world
 
