@@ -6,7 +6,7 @@ WORKDIR /src
 # pyproject names README.md as the package's long description, so the build needs it.
 COPY pyproject.toml README.md ./
 COPY service/ service/
-RUN python -m venv /opt/analytics && /opt/analytics/bin/pip install .
+RUN python -m venv /opt/analytics && /opt/analytics/bin/pip install .[parquet]
 # The SQL ships inside the package (service/db/): check that the installed package (-I: not the copy in /src)
 # finds the first migration.
 RUN /opt/analytics/bin/python -I -c 'from service.storage.migrations import DB_DIR; assert (DB_DIR / "migrations" / "0001_core.sql").is_file(), DB_DIR'
