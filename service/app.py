@@ -126,7 +126,7 @@ def _lifespan(
             redis_url, socket_timeout=settings.redis_timeout, socket_connect_timeout=settings.redis_timeout
         )
         geoip = GeoResolver(settings.geoip_database) if settings.geoip_database else None
-        countries.warm()  # once per process (about a second), before the first geo decision asks for a name
+        countries.warm()  # once per process (about half a second), before the first geo decision asks for a name
         try:
             async with pool.connection() as conn:
                 engine = await detect_engine_async(conn)

@@ -224,8 +224,9 @@ def _bench_options(sub: Any) -> None:
     bench.add_argument(
         "target",
         choices=TARGETS,
-        help="what to measure: ingest (tracking and stream -> table) or queries (read endpoints against the same "
-        "figures computed from the raw tables)",
+        help="what to measure: ingest (tracking and stream -> table), queries (read endpoints against the same "
+        "figures computed from the raw tables, and the export against a bare COPY) or live (idle streams' memory, "
+        "event-to-push delay)",
     )
     for option in dataclasses.fields(Options):  # --duration, --geo-events, ...: one per field, its default there
         text = option.metadata["help"]

@@ -34,14 +34,13 @@ async def live_events(
     """The live stream's events: the figures at once, then each change, a heartbeat comment when quiet; its slot
     is given back however the stream ends (the client gone, the API stopping)."""
     try:
-        async with resources.hub.watch(community_id) as changes:
+        async with resources.hub.watch(community_id, slot) as changes:
             current = await realtime(resources.redis, community_id)
             yield _event(current, retry=LIVE_RETRY_MS)
             while True:
                 try:
                     figures = await asyncio.wait_for(changes.get(), resources.settings.live_heartbeat)
                 except TimeoutError:
-                    await slot.renew()
                     yield ServerSentEventMessage(comment="heartbeat", data=None)  # a comment alone: no event
                     continue
                 if figures is None:  # the API is stopping

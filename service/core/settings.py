@@ -169,7 +169,8 @@ class Settings(
         str, _doc("Comma-separated origins browsers may call the API from (CORS), `*` for any; empty: none")
     ] = ""
     live_max_streams_per_principal: Annotated[
-        int, Meta(ge=1, le=1000, description="Live streams one principal may hold open at once, over all API processes")
+        int,
+        Meta(ge=1, le=100_000, description="Live streams one principal may hold open at once, over all API processes"),
     ] = 5
     live_heartbeat: Annotated[
         int, Meta(ge=1, le=30, description="Seconds between two heartbeat comments on a live stream")

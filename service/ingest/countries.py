@@ -8,16 +8,18 @@
 Names are compared case- and apostrophe-insensitively; a name typed without its accents ("Cote d'Ivoire",
 "Turkiye") finds the accented one, but an accented name must match as written ("ÄÖ" is not Vietnamese "Áo",
 Austria). A name that CLDR gives to two territories in some language ("Kongo") resolves to neither. The index
-(about 40,000 names) is built on the first lookup in a process, in about a second; the API builds it as it starts.
+(about 40,000 names, a few MB) is built on the first lookup in a process, in about half a second; the API builds
+it as it starts.
 """
 
 from __future__ import annotations
 
+import pickle
 import unicodedata
 from functools import cache
 
 import pycountry
-from babel import Locale, localedata
+from babel import localedata
 
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u02bc": "'", "`": "'", "\u00b4": "'"})
 
@@ -54,10 +56,19 @@ def _index() -> tuple[dict[str, str], dict[str, str], frozenset[str]]:
     for identifier in localedata.locale_identifiers():
         if "_" in identifier:  # regional variants repeat their language's names
             continue
-        for code, name in Locale.parse(identifier).territories.items():
+        for code, name in _territories(identifier).items():
             if len(code) == 2 and code.isalpha():  # not the numeric regions ("150" Europe)
                 add(name, code)
     return _unique(exact), _unique(plain), frozenset(code for found in exact.values() for code in found)
+
+
+def _territories(identifier: str) -> dict[str, str]:
+    """One language's territory names, read from Babel's data file without Babel's cache: `Locale.parse` keeps
+    every locale it loaded (about 170 MB for them all), this keeps nothing."""
+    with open(localedata.resolve_locale_filename(identifier), "rb") as file:
+        data = pickle.load(file)  # noqa: S301 - Babel's own data files, installed with it
+    territories: dict[str, str] = data.get("territories", {})
+    return territories
 
 
 def warm() -> None:

@@ -7,8 +7,9 @@ out of "online" five minutes after their last activity, the activity score decay
 notification would never fire for those. The ticker sees every change whichever API process or worker made it,
 costs one round trip per second per process however many clients watch, and none while nobody does.
 
-Open streams are counted in Redis per principal (a sorted set of stream ids scored by their last heartbeat), so
-the cap holds across API processes; a stream whose process died stops counting after STREAM_LEASE seconds.
+Open streams are counted in Redis per principal (a sorted set of stream ids scored by when their lease was last
+renewed), so the cap holds across API processes; the ticker renews every lease of its process in one round trip
+every RENEW seconds, and a stream whose process died stops counting after STREAM_LEASE seconds.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from service.live.realtime import Realtime, realtime_many
 log = logging.getLogger(__name__)
 
 TICK = 1.0  # seconds between two reads of the watched communities: pushes come at most this often
-STREAM_LEASE = 60  # seconds an open stream counts without a heartbeat (its process may have died)
+STREAM_LEASE = 60  # seconds an open stream counts without a renewal (its process may have died)
+RENEW = STREAM_LEASE / 3  # seconds between two renewals of a process's leases
 
 # Drop the leases that lapsed, then take one if fewer than the limit are held; 1 when taken.
 _CLAIM = """
@@ -49,22 +51,27 @@ class LiveHub:
         self.client, self.tick = client, tick
         self._watchers: dict[int, set[asyncio.Queue[Realtime | None]]] = {}
         self._last: dict[int, Realtime] = {}
+        self._slots: set[StreamSlot] = set()
+        self._renewed = time.monotonic()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
     @contextlib.asynccontextmanager
-    async def watch(self, community_id: int) -> AsyncIterator[asyncio.Queue[Realtime | None]]:
-        """A queue that receives the community's figures whenever they change (None: the hub closed)."""
+    async def watch(self, community_id: int, slot: StreamSlot) -> AsyncIterator[asyncio.Queue[Realtime | None]]:
+        """A queue that receives the community's figures whenever they change (None: the hub closed); the
+        stream's `slot` is renewed while it watches."""
         queue: asyncio.Queue[Realtime | None] = asyncio.Queue(maxsize=1)
         if self._closed:
             queue.put_nowait(None)
         else:
             self._watchers.setdefault(community_id, set()).add(queue)
+            self._slots.add(slot)
             if self._task is None or self._task.done():
                 self._task = asyncio.create_task(self._run(), name="live ticker")
         try:
             yield queue
         finally:
+            self._slots.discard(slot)
             watchers = self._watchers.get(community_id)
             if watchers is not None:
                 watchers.discard(queue)
@@ -77,6 +84,9 @@ class LiveHub:
             started = time.monotonic()
             try:
                 await self._push(list(self._watchers))
+                if started - self._renewed >= RENEW:
+                    await renew(self.client, list(self._slots))
+                    self._renewed = started
             except redis.exceptions.RedisError as exc:  # subscribers keep the last figures; the next tick retries
                 log.warning("live stream: cannot read the realtime figures (%s)", first_line(exc))
             await asyncio.sleep(max(0.0, self.tick - (time.monotonic() - started)))
@@ -120,9 +130,20 @@ class StreamSlot:
         taken = await self.client.eval(_CLAIM, 1, self.key, time.time(), STREAM_LEASE, limit, self.id)
         return bool(taken)
 
-    async def renew(self) -> None:
-        await self.client.zadd(self.key, {self.id: time.time()})
-        await self.client.expire(self.key, STREAM_LEASE)
-
     async def release(self) -> None:
         await self.client.zrem(self.key, self.id)
+
+
+async def renew(client: aioredis.Redis, slots: list[StreamSlot]) -> None:
+    """Renew the leases of these streams, all in one round trip."""
+    if not slots:
+        return
+    now = time.time()
+    by_key: dict[str, dict[str, float]] = {}
+    for slot in slots:
+        by_key.setdefault(slot.key, {})[slot.id] = now
+    async with client.pipeline(transaction=False) as pipe:
+        for key, members in by_key.items():
+            pipe.zadd(key, members)
+            pipe.expire(key, STREAM_LEASE)
+        await pipe.execute()

@@ -16,4 +16,8 @@ def run(settings: Settings, target: str, options: Options) -> int:
         from service.tools.bench import queries
 
         return queries.run(settings, options)
+    if target == "live":
+        from service.tools.bench import live
+
+        return live.run(settings, options)
     raise ValueError(f"unknown benchmark {target!r}; expected one of {', '.join(TARGETS)}")

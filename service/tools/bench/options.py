@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-TARGETS = ("ingest", "queries")
-DEFAULT_EVENTS = {"ingest": 200_000, "queries": 10_000_000}  # --events when not given, per target
+TARGETS = ("ingest", "queries", "live")
+DEFAULT_EVENTS = {"ingest": 200_000, "queries": 10_000_000, "live": 0}  # --events when not given, per target
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,8 @@ class Options:
     users: int = field(default=100_000, metadata={"help": "queries: members in the data set"})
     days: int = field(default=30, metadata={"help": "queries: days the data set spans, ending now"})
     samples: int = field(default=200, metadata={"help": "queries: timed requests per endpoint, after 20 warm-up ones"})
+    streams: int = field(default=1_000, metadata={"help": "live: idle streams held open"})
+    live_events: int = field(default=50, metadata={"help": "live: tracked events timed to their subscribers"})
     raw_samples: int = field(
         default=20, metadata={"help": "queries: timed computations from the raw tables per endpoint"}
     )
