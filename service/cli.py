@@ -225,8 +225,8 @@ def _bench_options(sub: Any) -> None:
         "target",
         choices=TARGETS,
         help="what to measure: ingest (tracking and stream -> table), queries (read endpoints against the same "
-        "figures computed from the raw tables, and the export against a bare COPY) or live (idle streams' memory, "
-        "event-to-push delay)",
+        "figures computed from the raw tables), export (the export endpoint against a bare COPY) or live (idle "
+        "streams' memory, event-to-push delay)",
     )
     for option in dataclasses.fields(Options):  # --duration, --geo-events, ...: one per field, its default there
         text = option.metadata["help"]

@@ -20,6 +20,7 @@ from service.core.settings import Settings
 
 Format = Literal["csv", "parquet"]
 ROW_GROUP = 50_000  # rows per Parquet row group (and per fetch of the server-side cursor)
+CHUNK = 256 * 1024  # bytes of CSV sent at a time
 
 
 @dataclass(frozen=True)
@@ -130,13 +131,20 @@ class Request:
 
 
 async def csv_chunks(conn: AsyncConnection[Any], request: Request) -> AsyncIterator[bytes]:
-    """The rows as CSV with a header line, in the chunks PostgreSQL's COPY sends."""
+    """The rows as CSV with a header line, from PostgreSQL's COPY, in parts of about CHUNK bytes (COPY hands over
+    a row at a time: sent as they come, each row would cost an HTTP chunk of its own)."""
     statement = sql.SQL("COPY ({}) TO STDOUT WITH (FORMAT csv, HEADER)").format(
         request.dataset.select(request.community)
     )
+    buffer = bytearray()
     async with conn.cursor() as cur, cur.copy(statement, request.params) as copy:
-        async for chunk in copy:
-            yield bytes(chunk)
+        async for row in copy:
+            buffer += row
+            if len(buffer) >= CHUNK:
+                yield bytes(buffer)
+                buffer.clear()
+    if buffer:
+        yield bytes(buffer)
 
 
 async def parquet_chunks(

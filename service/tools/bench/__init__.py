@@ -16,6 +16,10 @@ def run(settings: Settings, target: str, options: Options) -> int:
         from service.tools.bench import queries
 
         return queries.run(settings, options)
+    if target == "export":
+        from service.tools.bench import export
+
+        return export.run(settings, options)
     if target == "live":
         from service.tools.bench import live
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-TARGETS = ("ingest", "queries", "live")
-DEFAULT_EVENTS = {"ingest": 200_000, "queries": 10_000_000, "live": 0}  # --events when not given, per target
+TARGETS = ("ingest", "queries", "live", "export")
+DEFAULT_EVENTS = {"ingest": 200_000, "queries": 10_000_000, "live": 0, "export": 10_000_000}  # --events, per target
 
 
 @dataclass(frozen=True)
@@ -17,8 +17,8 @@ class Options:
     connections: int = field(default=64, metadata={"help": "ingest: wrk connections"})
     events: int = field(
         default=DEFAULT_EVENTS["ingest"],
-        metadata={"help": "ingest: events put through the stream -> table path (default 200000); queries: activity "
-                  "events loaded (default 10000000)"},
+        metadata={"help": "ingest: events put through the stream -> table path (default 200000); queries, export: "
+                  "activity events loaded (default 10000000)"},
     )  # fmt: skip
     geo_events: int = field(default=1_000_000, metadata={"help": "queries: geo access events loaded"})
     communities: int = field(default=1_000, metadata={"help": "queries: communities in the data set"})
