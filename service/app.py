@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from types import FrameType
 
 import redis.asyncio as aioredis
 from litestar import Litestar
@@ -103,6 +107,29 @@ ROUTES = (
 )
 
 
+def _first_on_stop(callback: Callable[[], None]) -> Callable[[], None]:
+    """Run `callback` first when SIGINT or SIGTERM arrives, then whatever handled it before (uvicorn's shutdown);
+    returns the undo. Only where signals can be handled (the main thread of a server process), else nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        callback()
+        before = previous[signal.Signals(signum)]
+        if callable(before):
+            before(signum, frame)
+
+    for sig in previous:
+        signal.signal(sig, handler)
+
+    def undo() -> None:
+        for sig, before in previous.items():
+            signal.signal(sig, before)
+
+    return undo
+
+
 async def _open_pool(settings: Settings, database_url: str) -> AsyncConnectionPool:
     pool = async_pool(settings, database_url)
     try:
@@ -147,6 +174,14 @@ def _lifespan(
                 limiter=limiter,
                 hub=hub,
             )
+            # Live streams never end by themselves: at a stop signal they end at once, so that the server's
+            # graceful shutdown (which waits for open answers) is not held up by them.
+            loop = asyncio.get_running_loop()
+
+            def end_streams() -> None:
+                loop.call_soon_threadsafe(hub.end)
+
+            undo = _first_on_stop(end_streams)
             async with (
                 every(REQUESTS_FLUSH_SECONDS, lambda: counter.flush(client)),
                 every(LIMITS_FLUSH_SECONDS, limiter.flush),
@@ -154,7 +189,8 @@ def _lifespan(
                 try:
                     yield
                 finally:
-                    await hub.close()  # every live stream ends
+                    undo()
+                    await hub.close()
             await errors.drain()
         finally:
             if geoip:

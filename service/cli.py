@@ -56,7 +56,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             log_level=settings.log_level.lower(),
             proxy_headers=False,
             server_header=False,
-            # Live streams never end by themselves: at a stop, open connections get this long, then are closed.
+            # At a stop, answers under way get this long; live streams end at once (service/app.py).
             timeout_graceful_shutdown=SHUTDOWN_GRACE,
         )
     return 0

@@ -100,12 +100,16 @@ class LiveHub:
             for queue in list(self._watchers.get(community, ())):
                 _replace(queue, figures)
 
-    async def close(self) -> None:
-        """End every subscription (each gets None) and stop the ticker."""
+    def end(self) -> None:
+        """End every subscription (each gets None, so its stream finishes its answer); the ticker stops."""
         self._closed = True
         for watchers in self._watchers.values():
             for queue in watchers:
                 _replace(queue, None)
+
+    async def close(self) -> None:
+        """`end`, then wait for the ticker to stop."""
+        self.end()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import queue
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -68,6 +69,7 @@ class Reader:
     headers: dict[str, str]
     status: int = 0
     content_type: str = ""
+    error: Exception | None = None
     received: queue.Queue[tuple[float, dict[str, str]]] = field(default_factory=queue.Queue)
     stop: threading.Event = field(default_factory=threading.Event)
 
@@ -78,6 +80,12 @@ class Reader:
         assert self.opened.wait(10), "the stream did not open"
 
     def _read(self) -> None:
+        try:
+            self._stream()
+        except Exception as exc:
+            self.error = exc
+
+    def _stream(self) -> None:
         with (
             httpx.Client(timeout=httpx.Timeout(10, read=30)) as client,
             client.stream("GET", self.url, headers=self.headers) as response,
@@ -188,3 +196,21 @@ def test_head_answers_the_headers_and_ends(apis: Apis) -> None:
     response = httpx.head(apis.first + LIVE, headers=bearer(apis.settings, "6", staff=True), timeout=5)
     assert response.status_code == 200 and response.content == b""
     assert response.headers["content-type"].startswith("text/event-stream")
+
+
+def test_streams_end_when_the_api_stops(apis: Apis, tmp_path: Path) -> None:
+    port = free_port()
+    env = service_env(apis.settings.database_url or "", apis.redis_url, ANALYTICS_PORT=str(port))
+    log = tmp_path / "api.log"
+    with running(["serve"], env, log) as process:
+        until(lambda: httpx.get(f"http://127.0.0.1:{port}/ready").status_code == 200, process, log)
+        reader = Reader(f"http://127.0.0.1:{port}{LIVE}", bearer(apis.settings, "7", staff=True))
+        reader.next_event()
+        stopped = time.monotonic()
+        process.terminate()
+        assert process.wait(30) in (0, -signal.SIGTERM), log.read_text()  # uvicorn ends by the signal it got
+        reader.thread.join(5)
+        assert not reader.thread.is_alive(), "the stream is still open after the API stopped"
+        assert reader.error is None, reader.error  # the answer was finished, not cut
+        assert time.monotonic() - stopped < 5  # at once: not after the 10 s serve gives open connections
+    assert "Traceback" not in log.read_text()
