@@ -10,8 +10,6 @@ answered (sampled every 50 ms).
 from __future__ import annotations
 
 import http.client
-import os
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -27,16 +25,15 @@ from service.storage.migrations import migrate
 from service.tools.bench.harness import (
     Bench,
     BenchError,
-    HttpApp,
     credentials,
     flush_redis,
     machine,
     render_table,
     run_bench,
+    start_service,
 )
 from service.tools.bench.options import Options
 from service.tools.bench.queries import POSTGRES_OPTIONS, load, reset_database
-from service.tools.localstack import free_port
 
 READ = 1 << 20  # bytes the client reads at a time
 
@@ -95,17 +92,9 @@ def _benchmark(bench: Bench, options: Options, urls: tuple[str, str], idle: floa
     params = {"start": datetime.combine(first, datetime.min.time(), UTC), "end": now + timedelta(days=1)}
     with progress.step(f"bare COPY TO STDOUT of {rows:,} rows (CSV)"):
         baseline = _copy(database_url, params, rows)
-    port = free_port()
     auth = credentials(bench.settings)
-    env = {
-        **os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "ANALYTICS_HOST": "127.0.0.1",
-        "ANALYTICS_PORT": str(port), "ANALYTICS_WORKERS": "1", "ANALYTICS_LOG_LEVEL": "WARNING",
-        "RETENTION_RAW_DAYS": str(options.days + 2), **auth.env,
-    }  # fmt: skip
-    api = HttpApp(bench.directory, "service", [sys.executable, "-m", "service", "serve"], env, port, auth.header)
-    bench.apps.append(api)
-    with progress.step("starting the service (`analytics serve`, 1 uvicorn worker)"):
-        api.start()
+    api = start_service(bench, urls, auth, RETENTION_RAW_DAYS=str(options.days + 2))
+    port = api.port
     assert api.child.process is not None
     pid = api.child.process.pid
     transfers = [baseline]

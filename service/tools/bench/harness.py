@@ -26,7 +26,7 @@ import redis
 from service.auth.tokens import issue_token
 from service.core.db import connect
 from service.core.settings import Settings
-from service.tools.localstack import Child, PostgresServer, RedisServer, StackError, ensure_binaries
+from service.tools.localstack import Child, PostgresServer, RedisServer, StackError, ensure_binaries, free_port
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -541,3 +541,20 @@ def run_bench(settings: Settings, body: Callable[[Bench], int], clean_external: 
         finally:
             signal.signal(signal.SIGINT, interrupt)
             signal.signal(signal.SIGTERM, previous)
+
+
+def start_service(bench: Bench, urls: tuple[str, str], auth: Credentials, **settings: str) -> HttpApp:
+    """`analytics serve` (one uvicorn worker unless `settings` say otherwise) on a free port, on these servers,
+    accepting `auth`, with these settings on top; stopped with the bench."""
+    port = free_port()
+    env = {
+        **os.environ, "DATABASE_URL": urls[0], "REDIS_URL": urls[1], "ANALYTICS_HOST": "127.0.0.1",
+        "ANALYTICS_PORT": str(port), "ANALYTICS_WORKERS": "1", "ANALYTICS_LOG_LEVEL": "WARNING", **auth.env,
+        **settings,
+    }  # fmt: skip
+    app = HttpApp(bench.directory, "service", [sys.executable, "-m", "service", "serve"], env, port, auth.header)
+    bench.apps.append(app)
+    workers = env["ANALYTICS_WORKERS"]
+    with bench.progress.step(f"starting the service (`analytics serve`, {workers} uvicorn worker(s))"):
+        app.start()
+    return app

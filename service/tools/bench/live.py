@@ -12,10 +12,8 @@ The baseline of the delay is that period (1 s): a change waits for the next tick
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import resource
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,16 +27,15 @@ from service.live.push import TICK
 from service.storage.migrations import migrate
 from service.tools.bench.harness import (
     Bench,
-    HttpApp,
     credentials,
     flush_redis,
     machine,
     render_table,
     run_bench,
+    start_service,
 )
 from service.tools.bench.options import Options
 from service.tools.bench.queries import percentile
-from service.tools.localstack import free_port
 
 COMMUNITIES = 100
 FIRST_COMMUNITY = 7_000
@@ -83,16 +80,8 @@ async def _benchmark(bench: Bench, options: Options, urls: tuple[str, str], idle
         migrate(conn, detect_engine(conn))
     flush_redis(redis_url)
     auth = credentials(bench.settings)
-    port = free_port()
-    env = {
-        **os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "ANALYTICS_HOST": "127.0.0.1",
-        "ANALYTICS_PORT": str(port), "ANALYTICS_WORKERS": "1", "ANALYTICS_LOG_LEVEL": "WARNING",
-        "LIVE_MAX_STREAMS_PER_PRINCIPAL": str(options.streams), **auth.env,
-    }  # fmt: skip
-    api = HttpApp(bench.directory, "service", [sys.executable, "-m", "service", "serve"], env, port, auth.header)
-    bench.apps.append(api)
-    with progress.step("starting the service (`analytics serve`, 1 uvicorn worker)"):
-        api.start()
+    api = start_service(bench, urls, auth, LIVE_MAX_STREAMS_PER_PRINCIPAL=str(options.streams))
+    port = api.port
     assert api.child.process is not None
     process = psutil.Process(api.child.process.pid)
     await asyncio.sleep(1)
