@@ -41,6 +41,7 @@ MATRIX: list[tuple[str, str, Any, str]] = [
     ("POST", "/api/events/", [EVENT], "                                        401  202  403  403  202  202"),
     ("GET", "/api/community-analytics/", None, "                               401  403  403  403  403  200"),
     ("GET", "/api/community-analytics/{community}/realtime/", None, "          401  403  403  200  403  200"),
+    ("GET", "/api/community-analytics/{community}/live/", None, "              401  403  403  200  403  200"),
     ("GET", "/api/community-analytics/{community}/report/", None, "            401  403  403  200  403  200"),
     ("GET", "/api/community-analytics/{community}/activity-patterns/", None, " 401  403  403  200  403  200"),
     ("GET", "/api/geo-analytics/{community}/effectiveness/", None, "           401  403  403  200  403  200"),
@@ -49,6 +50,7 @@ MATRIX: list[tuple[str, str, Any, str]] = [
     ("GET", "/api/reports/", None, "                                           401  403  403  403  403  200"),
     ("GET", "/api/reports/{report}/", None, "                                  401  403  403  200  403  200"),
     ("GET", "/api/reports/{report}/csv/", None, "                              401  403  403  200  403  200"),
+    ("GET", "/api/export/{dataset}/", None, "                                  401  403  403  403  403  200"),
     ("GET", "/api/tasks/", None, "                                             401  403  403  403  403  200"),
     ("GET", "/api/tasks/{task}/", None, "                                      401  403  403  403  403  200"),
     ("PATCH", "/api/tasks/{task}/", {"enabled": True}, "                       401  403  403  403  403  200"),
@@ -154,7 +156,7 @@ def ids(settings: Settings, database_url: str) -> Iterator[dict[str, Any]]:
     yield {
         "community": COMMUNITY, "report": report, "task": "process_error_logs", "user": USER, "daily": daily,
         "user_analytics": user_analytics, "metric": metric, "error": logged.json()["id"],
-        "group": logged.json()["group_id"],
+        "group": logged.json()["group_id"], "dataset": "activity",
     }  # fmt: skip
 
 
@@ -186,7 +188,10 @@ def test_permissions(
         for role in ROLES:
             client.cookies.clear()
             payload = PUT_BODIES[body] if isinstance(body, str) else body
-            response = client.request(method, path, json=payload, headers=_headers(settings, role))
+            if template.endswith("/live/") and want[role] == 200:  # a stream never ends: its headers tell
+                response = client.head(path, headers=_headers(settings, role))
+            else:
+                response = client.request(method, path, json=payload, headers=_headers(settings, role))
             got[role] = response.status_code
             if response.status_code in (401, 403):
                 assert response.json()["detail"], f"{role}: a refusal names its reason"
