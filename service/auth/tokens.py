@@ -36,6 +36,11 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     def is_service(self) -> bool:
         return self.kind == "service"
 
+    @property
+    def key(self) -> str:
+        """Who this is, as the per-principal limits count it (`user:7`, `service:backend`)."""
+        return f"{self.kind}:{self.subject}"
+
     def moderates(self, community_id: int) -> bool:
         return community_id in self.moderated
 

@@ -107,7 +107,7 @@ class CommunityAnalyticsController(Controller):
         self, request: Request[Any, Any, Any], community_id: FromPath[int], resources: NamedDependency[Resources]
     ) -> ServerSentEvent:
         principal = principal_of(request)
-        slot = StreamSlot(resources.redis, f"{principal.kind}:{principal.subject}")
+        slot = StreamSlot(resources.redis, principal.key)
         limit = resources.settings.live_max_streams_per_principal
         try:
             claimed = await slot.claim(limit)

@@ -20,6 +20,7 @@ from service.core.settings import Settings
 from service.export.datasets import DATASETS, Format, Request, csv_chunks, parquet_chunks
 from service.web.resources import Resources
 
+PARQUET = importlib.util.find_spec("pyarrow") is not None  # the optional `parquet` extra, looked for once
 DatasetName = Literal["activity", "geo", "system-metrics", "errors", "activity-daily", "geo-daily", "members-daily"]
 
 
@@ -30,11 +31,10 @@ def export_request(
     date_to: date | None,
     community: int | None,
     format: Format,
-    today: date | None = None,
 ) -> Request:
     """The export asked for, checked: a known dataset, an ordered range (default the last 7 days) inside what
     retention keeps, `community` only where it filters, Parquet only with its writer installed."""
-    today = today or datetime.now(UTC).date()
+    today = datetime.now(UTC).date()
     found = DATASETS.get(dataset)
     if found is None:
         raise InvalidInput([FieldError("dataset", f"unknown; one of {', '.join(DATASETS)}")])
@@ -48,7 +48,7 @@ def export_request(
         errors.append(FieldError("date_from", f"before {oldest}, the oldest day {kind} are kept ({setting})"))
     if community is not None and not found.by_community:
         errors.append(FieldError("community", f"`{dataset}` is not kept per community"))
-    if format == "parquet" and importlib.util.find_spec("pyarrow") is None:
+    if format == "parquet" and not PARQUET:
         errors.append(FieldError("format", "parquet needs the `parquet` extra (pyarrow) installed"))
     if errors:
         raise InvalidInput(errors)

@@ -47,12 +47,19 @@ class Dataset:
         columns = sql.SQL(", ").join(
             sql.SQL("{} AS {}").format(sql.SQL(c.expression), sql.Identifier(c.name)) for c in self.columns
         )
+        return sql.SQL("SELECT {} FROM {} WHERE {} ORDER BY {}").format(
+            columns, sql.Identifier(self.relation), self._where(community), sql.Identifier(self.time_column)
+        )
+
+    def count(self, community: int | None) -> sql.Composed:
+        """How many rows `select` gives (without its columns and its order)."""
+        return sql.SQL("SELECT count(*) FROM {} WHERE {}").format(sql.Identifier(self.relation), self._where(community))
+
+    def _where(self, community: int | None) -> sql.Composed:
         where = sql.SQL("{t} >= %(start)s AND {t} < %(end)s").format(t=sql.Identifier(self.time_column))
         if community is not None:
             where = sql.SQL("{} AND community_id = %(community)s").format(where)
-        return sql.SQL("SELECT {} FROM {} WHERE {} ORDER BY {}").format(
-            columns, sql.Identifier(self.relation), where, sql.Identifier(self.time_column)
-        )
+        return where
 
 
 def _columns(*spec: str) -> tuple[Column, ...]:

@@ -82,12 +82,12 @@ def geo_record(
     if item.location is not None:
         loc = item.location
         _no_nul({"location.country": loc.country, "location.region": loc.region, "location.city": loc.city})
-        found = country_code(loc.country)
+        code = loc.country_code.upper() if loc.country_code else country_code(loc.country)
         as_code = len(loc.country) == 2 and loc.country.isascii() and loc.country.isalpha()
-        if as_code and loc.country_code and found != loc.country_code.upper():
-            # A code (or "UK") must agree with a sent code; a longer name is not checked (names are many and disputed)
+        if as_code and loc.country_code and country_code(loc.country) != code:
+            # A code (or "UK") must agree with a sent code; a longer name is not looked up (names are many and
+            # disputed, and the lookup is not needed when the code is sent)
             raise InvalidInput([FieldError("location.country_code", f"does not match `country` {loc.country!r}")])
-        code = loc.country_code.upper() if loc.country_code else found
         place: Place | None = Place(loc.country, code, loc.region, loc.city)
     else:
         field = "ip" if item.ip is not None else "location"

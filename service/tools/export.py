@@ -9,8 +9,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, TextIO
 
-import psycopg
-from psycopg import AsyncConnection, sql
+from psycopg import AsyncConnection
 
 from service.core.errors import InvalidInput
 from service.core.progress import Progress
@@ -65,10 +64,6 @@ async def _write(database_url: str, request: Request, out: Path, progress: Progr
 
 
 async def _count(conn: AsyncConnection[Any], request: Request) -> int:
-    query = sql.SQL("SELECT count(*) FROM ({}) AS export").format(request.dataset.select(request.community))
-    try:
-        cur = await conn.execute(query, request.params)
-    except psycopg.Error:
-        return 0
+    cur = await conn.execute(request.dataset.count(request.community), request.params)
     row = await cur.fetchone()
     return int(row[0]) if row else 0

@@ -24,7 +24,7 @@ def admit_tracking(connection: ASGIConnection[Any, Any, Any, Any], resources: Re
     through Redis by the limiter's flushes). Called first thing by the tracking handlers rather than as a guard:
     Litestar copies the route handler for every guard call, which costs more than the check itself."""
     principal = principal_of(connection)
-    resources.limiter.admit("track", f"{principal.kind}:{principal.subject}", resources.settings.rate_limit_track)
+    resources.limiter.admit("track", principal.key, resources.settings.rate_limit_track)
 
 
 async def auth_rate_limit(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:

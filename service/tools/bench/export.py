@@ -33,7 +33,7 @@ from service.tools.bench.harness import (
     start_service,
 )
 from service.tools.bench.options import Options
-from service.tools.bench.queries import POSTGRES_OPTIONS, load, reset_database
+from service.tools.bench.queries import POSTGRES_OPTIONS, clean_external, load, reset_database
 
 READ = 1 << 20  # bytes the client reads at a time
 
@@ -63,14 +63,7 @@ def run(settings: Settings, options: Options) -> int:
         )
         return _benchmark(bench, options, urls, idle)
 
-    return run_bench(settings, body, _clean_external)
-
-
-def _clean_external(bench: Bench) -> None:
-    assert bench.urls is not None
-    if bench.external_database:
-        with connect(bench.urls[0]) as conn:
-            reset_database(conn, detect_engine(conn))
+    return run_bench(settings, body, clean_external)  # the same data set as `bench queries`
 
 
 def _benchmark(bench: Bench, options: Options, urls: tuple[str, str], idle: float | None) -> int:

@@ -555,6 +555,7 @@ def start_service(bench: Bench, urls: tuple[str, str], auth: Credentials, **sett
     app = HttpApp(bench.directory, "service", [sys.executable, "-m", "service", "serve"], env, port, auth.header)
     bench.apps.append(app)
     workers = env["ANALYTICS_WORKERS"]
-    with bench.progress.step(f"starting the service (`analytics serve`, {workers} uvicorn worker(s))"):
+    plural = "" if workers == "1" else "s"
+    with bench.progress.step(f"starting the service (`analytics serve`, {workers} uvicorn worker{plural})"):
         app.start()
     return app

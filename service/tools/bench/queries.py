@@ -6,7 +6,6 @@ import calendar
 import contextlib
 import itertools
 import math
-import os
 import random
 import sys
 import time
@@ -32,7 +31,6 @@ from service.storage.rollups import refresh
 from service.tools.bench.harness import (
     Bench,
     BenchError,
-    HttpApp,
     KeepAlive,
     OtherLoad,
     Progress,
@@ -42,9 +40,9 @@ from service.tools.bench.harness import (
     machine,
     render_table,
     run_bench,
+    start_service,
 )
 from service.tools.bench.options import Options
-from service.tools.localstack import free_port
 
 SEED = 20260101
 CHUNK = 250_000  # rows per INSERT ... SELECT of the load
@@ -775,10 +773,10 @@ def run(settings: Settings, options: Options) -> int:
         )
         return _benchmark(bench, options, urls, idle)
 
-    return run_bench(settings, body, _clean_external)
+    return run_bench(settings, body, clean_external)
 
 
-def _clean_external(bench: Bench) -> None:
+def clean_external(bench: Bench) -> None:
     """Leave a database or Redis the user gave us without the bench's data."""
     assert bench.urls is not None
     try:
@@ -854,23 +852,9 @@ def _measure(
 ) -> tuple[list[Result], OtherLoad]:
     """Serve the app, time every endpoint, then every raw twin (comparing the figures); the results."""
     progress = bench.progress
-    database_url, redis_url = urls
-    port = free_port()
     auth = credentials(bench.settings)  # every endpoint authenticates; the reports need staff
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        "ANALYTICS_HOST": "127.0.0.1",
-        "ANALYTICS_PORT": str(port),
-        "ANALYTICS_WORKERS": "1",
-        "ANALYTICS_LOG_LEVEL": "WARNING",
-        **auth.env,
-    }
-    app = HttpApp(bench.directory, "service", [sys.executable, "-m", "service", "serve"], env, port, auth.header)
-    bench.apps.append(app)
-    with progress.step("starting the service (`analytics serve`, 1 uvicorn worker)"):
-        app.start()
+    app = start_service(bench, urls, auth)
+    port = app.port
     rng = random.Random(SEED)  # noqa: S311 - which communities to ask about, nothing secret
     draws: dict[str, tuple[list[int | None], list[int | None]]] = {
         "": ([None] * WARMUP_REQUESTS, [None] * options.samples)
