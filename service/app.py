@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import FrameType
 
-import redis.asyncio as aioredis
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.di import Provide
@@ -38,12 +37,14 @@ from service.export.api import ExportController
 from service.geo.api import GeoAnalyticsController
 from service.ingest import countries
 from service.ingest.api import CommunityTrackController, EventsController, GeoTrackController
+from service.live.client import AsyncRedis, async_client, layout
 from service.live.push import LiveHub
 from service.live.writer import LiveWriter
 from service.observability.request_metrics import instrument
 from service.reports.api import ReportsController
 from service.snapshots.api import DailyAnalyticsController, UserAnalyticsController
 from service.storage.migrations import plan
+from service.storage.replicas import ReadRouter
 from service.system_metrics.api import SystemMetricsController
 from service.tasks.api import TasksController
 from service.tasks.worker import create_queue
@@ -56,7 +57,7 @@ from service.web.resources import Resources, provide_resources
 log = logging.getLogger(__name__)
 
 
-async def _warn_without_persistence(client: aioredis.Redis) -> None:
+async def _warn_without_persistence(client: AsyncRedis) -> None:
     """The stream is the durable buffer: say so when the Redis we were given keeps nothing on disk."""
     try:
         config = await client.config_get("appendonly")
@@ -143,30 +144,32 @@ async def _open_pool(settings: Settings, database_url: str) -> AsyncConnectionPo
 def _lifespan(
     settings: Settings, database_url: str, redis_url: str, counter: RequestCounter
 ) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
-    """What the API opens when it starts (pool, Redis, GeoIP, the country names) and hands to the handlers as
+    """What the API opens when it starts (pools, Redis, GeoIP, the country names) and hands to the handlers as
     `Resources`; the background flushes while it runs; everything closed when it stops."""
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         pool = await _open_pool(settings, database_url)
-        client = aioredis.Redis.from_url(
-            redis_url, socket_timeout=settings.redis_timeout, socket_connect_timeout=settings.redis_timeout
-        )
+        reads = ReadRouter.from_settings(settings, pool)  # the read replicas' pools, opened below
+        client, shards = async_client(settings, redis_url), layout(settings)
         geoip = GeoResolver(settings.geoip_database) if settings.geoip_database else None
         countries.warm()  # once per process (about half a second), before the first geo decision asks for a name
         try:
+            await reads.open()  # never fails for a replica that is down: it gets no reads until it is up
             async with pool.connection() as conn:
                 engine = await detect_engine_async(conn)
             log.info("storage engine: %s", engine)
             await _warn_without_persistence(client)
-            errors, limiter, hub = ErrorRecorder(pool), RateLimiter(client), LiveHub(client)
+            errors, limiter, hub = ErrorRecorder(pool), RateLimiter(client), LiveHub(client, shards)
             app.state.resources = Resources(
                 settings=settings,
                 pool=pool,
+                reads=reads,
                 redis=client,
                 engine=engine,
                 schema=plan(engine),
-                live=LiveWriter(client, settings.ingest_max_backlog),
+                shards=shards,
+                live=LiveWriter(client, shards, settings.ingest_max_backlog),
                 geoip=geoip,
                 proxies=settings.proxy_networks(),
                 queue=create_queue(settings),
@@ -196,6 +199,7 @@ def _lifespan(
             if geoip:
                 geoip.close()
             await client.aclose()
+            await reads.close()
             await pool.close()
 
     return lifespan

@@ -33,7 +33,7 @@ def _require(settings: Settings, *names: str) -> None:
 def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     from service.tools import dev
 
-    return dev.run(settings)
+    return dev.run(settings, redis_cluster=args.redis_cluster, replicas=args.replicas)
 
 
 SHUTDOWN_GRACE = 10  # seconds
@@ -187,7 +187,12 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="analytics", description="Community analytics service.")
     p.add_argument("--version", action="version", version=f"analytics {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("dev", help="run everything locally (embedded PostgreSQL and Redis unless URLs are set)")
+    dev = sub.add_parser("dev", help="run everything locally (embedded PostgreSQL and Redis unless URLs are set)")
+    dev.add_argument("--redis-cluster", type=int, default=0, metavar="MASTERS",
+                     help="live state on a Redis Cluster of this many masters (at least 3), the task queue on a "
+                     "plain Redis beside it")  # fmt: skip
+    dev.add_argument("--replicas", type=int, default=0, metavar="N",
+                     help="N streaming replicas of the embedded PostgreSQL, for the report reads")  # fmt: skip
     sub.add_parser("serve", help="run the HTTP API")
     sub.add_parser("migrate", help="apply pending migrations and the engine's rollup definitions")
     sub.add_parser("ingest", help="run the ingest worker (stream -> raw tables)")

@@ -17,6 +17,7 @@ from service.core.db import detect_engine
 from service.core.settings import Settings
 from service.ingest.worker import IngestWorker
 from service.ingest.writer import write_batch
+from service.live.keys import shards
 from service.live.records import ActivityRecord, GeoRecord
 from service.storage.rollups import refresh
 
@@ -90,3 +91,7 @@ def refresh_rollups(database_url: str) -> None:
     """Run the rollup refresh as the periodic job does."""
     with psycopg.connect(database_url) as conn:
         refresh(conn, detect_engine(conn))
+
+
+SINGLE = shards(1, False)  # one Redis without INGEST_SHARDS: the key names from before sharding
+STREAM, DEAD_LETTERS = SINGLE.all[0].stream, SINGLE.all[0].dead_letters

@@ -23,7 +23,6 @@ from prometheus_client import REGISTRY
 from service.core import task_catalog
 from service.core.settings import Settings
 from service.core.task_catalog import TASKS, TaskSpec, lookup, schedule_name
-from service.live.keys import DEAD_LETTERS
 from service.live.records import GeoRecord
 from service.live.writer import LiveWriter
 from service.tasks.schedule import Stored, planned
@@ -36,7 +35,7 @@ from service.tasks.worker import (
     execute,
 )
 from tests.processes import free_port
-from tests.support import act, at, rows, staff_client, store
+from tests.support import DEAD_LETTERS, SINGLE, act, at, rows, staff_client, store
 
 # DESIGN.md section 9 (the seed's table), plus the rollup refresh of this service.
 SEED = {
@@ -280,7 +279,7 @@ def test_update_community_analytics(settings: Settings, redis_url: str, database
     async def track() -> None:
         client = aioredis.Redis.from_url(redis_url)
         try:
-            await LiveWriter(client, 10**6).write([act(now, 5, 1), act(now, 5, 2), act(now, 6, 3)])
+            await LiveWriter(client, SINGLE, 10**6).write([act(now, 5, 1), act(now, 5, 2), act(now, 6, 3)])
         finally:
             await client.aclose()
 

@@ -28,10 +28,10 @@ import math
 import time
 from typing import Any
 
-import redis.asyncio as aioredis
 import redis.exceptions
 
 from service.core.errors import TooManyRequests, Unavailable, first_line
+from service.live.client import AsyncRedis
 from service.live.keys import rate_key
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class RateLimiter:
     `flush` (every FLUSH_SECONDS, run by the application's lifespan) adds its counts to Redis and reads the
     totals back."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: AsyncRedis) -> None:
         self.client = client
         self._pending: dict[Counter, int] = {}  # admitted here, not sent yet
         self._sending: dict[Counter, int] = {}  # in the flush under way
@@ -113,7 +113,7 @@ class RateLimiter:
         return [int(total) for total in replies[::2]]
 
 
-async def hit(client: aioredis.Redis, bucket: str, who: str, limit: int, now: float | None = None) -> int:
+async def hit(client: AsyncRedis, bucket: str, who: str, limit: int, now: float | None = None) -> int:
     """Count one request of `who` in `bucket` straight in Redis; TooManyRequests past `limit` this minute."""
     now = time.time() if now is None else now
     key = rate_key(bucket, who, int(now // WINDOW))

@@ -12,9 +12,9 @@ import secrets
 import time
 
 import msgspec
-import redis.asyncio as aioredis
 
 from service.auth.tokens import Principal
+from service.live.client import AsyncRedis
 from service.live.keys import session_key
 
 SESSION_COOKIE = "analytics_session"
@@ -35,9 +35,7 @@ _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(Session).decode
 
 
-async def create_session(
-    client: aioredis.Redis, principal: Principal, ttl: int, expires_at: float
-) -> tuple[str, Session]:
+async def create_session(client: AsyncRedis, principal: Principal, ttl: int, expires_at: float) -> tuple[str, Session]:
     """A new session for this principal, ending at `expires_at` (its token's `exp`) at the latest: (the id for
     the cookie, the session)."""
     session_id = secrets.token_urlsafe(32)
@@ -46,7 +44,7 @@ async def create_session(
     return session_id, session
 
 
-async def load_session(client: aioredis.Redis, session_id: str, ttl: int) -> Session | None:
+async def load_session(client: AsyncRedis, session_id: str, ttl: int) -> Session | None:
     """The live session of this id (its expiry renewed, sessions slide, but never past its token's `exp`), or
     None when unknown or expired."""
     key = session_key(session_id)
@@ -71,5 +69,5 @@ def session_lifetime(ttl: int, expires_at: float | None) -> int:
     return max(1, min(ttl, math.ceil(expires_at - time.time())))
 
 
-async def delete_session(client: aioredis.Redis, session_id: str) -> None:
+async def delete_session(client: AsyncRedis, session_id: str) -> None:
     await client.delete(session_key(session_id))

@@ -35,7 +35,7 @@ async def live_events(
     is given back however the stream ends (the client gone, the API stopping)."""
     try:
         async with resources.hub.watch(community_id, slot) as changes:
-            current = await realtime(resources.redis, community_id)
+            current = await realtime(resources.redis, resources.shards, community_id)
             yield _event(current, retry=LIVE_RETRY_MS)
             while True:
                 try:
@@ -72,9 +72,8 @@ class CommunityAnalyticsController(Controller):
         resources: NamedDependency[Resources],
         limit: Annotated[int, QueryParameter(ge=1, le=1000, description="At most this many communities")] = 100,
     ) -> list[CommunityToday]:
-        async with resources.pool.connection() as conn:
-            rows = await today_by_community(conn, limit)
-        lives = await realtime_many(resources.redis, [row[0] for row in rows])
+        rows = await resources.reads.run(lambda conn: today_by_community(conn, limit))
+        lives = await realtime_many(resources.redis, resources.shards, [row[0] for row in rows])
         return [
             CommunityToday(
                 community_id=community_id,
@@ -94,7 +93,7 @@ class CommunityAnalyticsController(Controller):
         guards=[community_reader],
     )
     async def realtime(self, community_id: FromPath[int], resources: NamedDependency[Resources]) -> Realtime:
-        return await realtime(resources.redis, community_id)
+        return await realtime(resources.redis, resources.shards, community_id)
 
     @get(
         "/{community_id:int}/live/",
@@ -127,9 +126,8 @@ class CommunityAnalyticsController(Controller):
         self, community_id: FromPath[int], resources: NamedDependency[Resources], days: Days = 7
     ) -> CommunityReport:
         window = Window.last(days)
-        async with resources.pool.connection() as conn:
-            figures = await report_figures(conn, community_id, window)
-        live = await realtime(resources.redis, community_id)
+        figures = await resources.reads.run(lambda conn: report_figures(conn, community_id, window))
+        live = await realtime(resources.redis, resources.shards, community_id)
         return community_report(community_id, window, figures, live.peak_members_today)
 
     @get(
@@ -141,8 +139,7 @@ class CommunityAnalyticsController(Controller):
         self, community_id: FromPath[int], resources: NamedDependency[Resources], days: Days = 30
     ) -> ActivityPatterns:
         window = Window.last(days)
-        async with resources.pool.connection() as conn:
-            volumes = await hourly_volumes(conn, community_id, window)
+        volumes = await resources.reads.run(lambda conn: hourly_volumes(conn, community_id, window))
         return ActivityPatterns(
             community_id=community_id, date_range=window.date_range, **msgspec.structs.asdict(patterns(volumes))
         )

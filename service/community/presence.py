@@ -12,8 +12,9 @@ from typing import Any
 
 from service.core.task_context import TaskContext
 from service.core.windows import quarter_hour
-from service.live.keys import PRESENCE_WINDOW, peak_key
-from service.live.realtime import live_communities
+from service.live.client import layout
+from service.live.keys import PRESENCE_WINDOW
+from service.live.realtime import day_peaks, live_communities
 
 # A community sampled earlier today that has no presence left is sampled as 0 online, so its daily average
 # counts the quiet quarter hours too (from its first sample of the day on).
@@ -79,7 +80,8 @@ def update_community_analytics(context: TaskContext) -> dict[str, Any]:
     """Sample every community's online members into this quarter hour's slot (rerunning in the same slot
     overwrites it), then recompute today's average and peak per community."""
     now = context.now
-    online = live_communities(context.redis, now.timestamp())
+    shards = layout(context.settings)
+    online = live_communities(context.redis, shards, now.timestamp())
     slot = quarter_hour(now)
     today = datetime.combine(now.date(), time(), now.tzinfo)
     yesterday = today - timedelta(days=1)
@@ -98,8 +100,7 @@ def update_community_analytics(context: TaskContext) -> dict[str, Any]:
         context.conn.execute(_ZERO_SAMPLES, {"slot": slot, "start": today, "live": list(online)})
         # Yesterday too: its last quarter hour's highs reached Redis after its last sample.
         for day_start in (yesterday, today):
-            raw = context.redis.hgetall(peak_key(day_start.strftime("%Y-%m-%d")))
-            peaks = {int(k): int(v) for k, v in raw.items()}
+            peaks = day_peaks(context.redis, shards, day_start.strftime("%Y-%m-%d"))
             context.conn.execute(
                 _UPSERT_DAY,
                 {

@@ -71,8 +71,9 @@ def _connection_options(settings: Settings) -> dict[str, Any]:
     return {"prepare_threshold": 5 if settings.db_prepared_statements else None}
 
 
-def async_pool(settings: Settings, url: str) -> AsyncConnectionPool:
-    """The API's pool; opened and closed by the application lifespan."""
+def async_pool(settings: Settings, url: str, *, name: str = "api") -> AsyncConnectionPool:
+    """The API's pool (of the primary, or `name`d after a read replica); opened and closed by the application
+    lifespan."""
     return AsyncConnectionPool(
         url,
         kwargs=_connection_options(settings),
@@ -80,7 +81,7 @@ def async_pool(settings: Settings, url: str) -> AsyncConnectionPool:
         max_size=settings.db_pool_max,
         timeout=settings.db_timeout,
         open=False,
-        name="api",
+        name=name,
     )
 
 

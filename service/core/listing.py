@@ -19,8 +19,10 @@ are a complete example)::
         where = Where()
         where.optional("date >= {}", date_from)  # skipped when the filter is absent
         order = ORDERING.parse(ordering)  # 400 naming `ordering` for a field outside the whitelist
-        async with resources.pool.connection() as conn:
-            count, rows = await fetch_page(conn, SELECT, where, order, page, page_size, DailyAnalytics)
+        # A read: on a read replica when one keeps up (service/storage/replicas.py), else on the primary.
+        count, rows = await resources.reads.run(
+            lambda conn: fetch_page(conn, SELECT, where, order, page, page_size, DailyAnalytics)
+        )
         return build_page(request, page, page_size, count, rows)
 
 Identifiers reach SQL only from the whitelist (through `psycopg.sql.Identifier`) or from literal SQL text in the

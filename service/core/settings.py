@@ -25,6 +25,7 @@ Port = Annotated[int, Meta(ge=1, le=65535)]
 FreePort = Annotated[int, Meta(ge=0, le=65535, description="0 picks a free port")]
 Days = Annotated[int, Meta(ge=1, le=36500)]
 Seconds = Annotated[float, Meta(gt=0, le=3600)]
+CLUSTER_SHARDS = 12  # ingest streams on a Redis Cluster unless INGEST_SHARDS says otherwise: 4 per master of 3
 
 
 def _doc(text: str) -> Any:
@@ -39,6 +40,10 @@ class Settings(
     rename={
         "database_url": "DATABASE_URL",
         "redis_url": "REDIS_URL",
+        "redis_cluster": "REDIS_CLUSTER",
+        "task_redis_url_raw": "TASK_REDIS_URL",
+        "database_replica_urls_raw": "DATABASE_REPLICA_URLS",
+        "database_replica_max_lag": "DATABASE_REPLICA_MAX_LAG",
         "host": "ANALYTICS_HOST",
         "port": "ANALYTICS_PORT",
         "workers": "ANALYTICS_WORKERS",
@@ -85,6 +90,7 @@ class Settings(
         "ingest_claim_idle": "INGEST_CLAIM_IDLE",
         "ingest_consumer": "INGEST_CONSUMER",
         "ingest_use_copy": "INGEST_USE_COPY",
+        "ingest_shards_raw": "INGEST_SHARDS",
         "task_schedules_raw": "TASK_SCHEDULES",
         "tasks_disabled_raw": "TASKS_DISABLED",
     },
@@ -97,6 +103,19 @@ class Settings(
     redis_url: Annotated[
         str | None, _doc("Redis URL. Unset: `analytics dev` starts its own server in the data directory")
     ] = None
+    redis_cluster: Annotated[
+        bool, _doc("`REDIS_URL` names a node of a Redis Cluster; the client discovers the others")
+    ] = False
+    task_redis_url_raw: Annotated[
+        str | None,
+        _doc("Plain Redis of the task queue (huey cannot use a cluster); unset: `REDIS_URL`, needed with a cluster"),
+    ] = None
+    database_replica_urls_raw: Annotated[
+        str, _doc("Comma-separated URLs of PostgreSQL read replicas for the report and listing reads; empty: none")
+    ] = ""
+    database_replica_max_lag: Annotated[
+        Seconds, _doc("Seconds a replica may lag behind the primary before its reads go to the primary")
+    ] = 30.0
     host: Annotated[str, _doc("Address the API listens on")] = "127.0.0.1"
     port: Annotated[Port, _doc("Port the API listens on")] = 8000
     workers: Annotated[int, Meta(ge=1, le=64, description="API worker processes")] = 1
@@ -204,6 +223,13 @@ class Settings(
     ingest_use_copy: Annotated[
         bool, _doc("Write batches with COPY; `false`: multi-row INSERTs, for servers without COPY FROM STDIN")
     ] = True
+    ingest_shards_raw: Annotated[
+        Annotated[int, Meta(ge=1, le=1024)] | None,
+        _doc(
+            "Ingest streams (a community's events always go to one); unset: 1 on a single Redis, "
+            f"{CLUSTER_SHARDS} on a cluster. Drain the streams before changing it"
+        ),
+    ] = None
     task_schedules_raw: Annotated[
         str,
         _doc(
@@ -218,6 +244,11 @@ class Settings(
     def __post_init__(self) -> None:
         _check_url("DATABASE_URL", self.database_url, ("postgresql", "postgres"))
         _check_url("REDIS_URL", self.redis_url, ("redis", "rediss", "unix"))
+        _check_url("TASK_REDIS_URL", self.task_redis_url_raw, ("redis", "rediss", "unix"))
+        for url in self.database_replica_urls():
+            _check_url("DATABASE_REPLICA_URLS", url, ("postgresql", "postgres"))
+        if self.redis_cluster and self.redis_url is not None and self.task_redis_url_raw is None:
+            raise ValueError("TASK_REDIS_URL: expected a plain Redis for the task queue when REDIS_CLUSTER is true")
         if self.db_pool_min > self.db_pool_max:
             raise ValueError(f"DATABASE_POOL_MIN: expected at most DATABASE_POOL_MAX ({self.db_pool_max})")
         if self.jwt_secret is not None and len(self.jwt_secret) < 32:
@@ -235,6 +266,22 @@ class Settings(
         for var, path in (("JWT_PUBLIC_KEY_FILE", self.jwt_public_key_file), ("GEOIP_DATABASE", self.geoip_database)):
             if path is not None and not Path(path).is_file():
                 raise ValueError(f"{var}: expected an existing file, {path!r} is not one")
+
+    @property
+    def ingest_shards(self) -> int:
+        """INGEST_SHARDS, or its default for the kind of Redis."""
+        if self.ingest_shards_raw is not None:
+            return self.ingest_shards_raw
+        return CLUSTER_SHARDS if self.redis_cluster else 1
+
+    @property
+    def task_redis_url(self) -> str | None:
+        """The Redis of the task queue and its locks."""
+        return self.task_redis_url_raw or self.redis_url
+
+    def database_replica_urls(self) -> list[str]:
+        """DATABASE_REPLICA_URLS parsed."""
+        return [url.strip() for url in self.database_replica_urls_raw.split(",") if url.strip()]
 
     def task_schedules(self) -> dict[str, str]:
         """TASK_SCHEDULES parsed and checked: task name -> cron expression."""

@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 import redis
+from redis.cluster import RedisCluster
 
 from service.core.db import Engine
 from service.core.settings import Settings
@@ -20,7 +21,7 @@ class TaskContext:
 
     settings: Settings
     conn: psycopg.Connection[Any]
-    redis: redis.Redis
+    redis: redis.Redis | RedisCluster  # the live state's Redis (a cluster with REDIS_CLUSTER)
     engine: Engine
     now: datetime
 

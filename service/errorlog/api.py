@@ -92,8 +92,9 @@ class ErrorLogsController(Controller):
         where.optional("group_id = {}", group)
         where.optional("created_at >= {}", since)
         where.optional("created_at <= {}", until)
-        async with resources.pool.connection() as conn:
-            count, rows = await fetch_page(conn, LOG_LIST, where, order, page, page_size, ErrorLog)
+        count, rows = await resources.reads.run(
+            lambda conn: fetch_page(conn, LOG_LIST, where, order, page, page_size, ErrorLog)
+        )
         return build_page(request, page, page_size, count, rows)
 
     @post(
@@ -119,8 +120,7 @@ class ErrorLogsController(Controller):
     async def get_error(
         self, log_id: FromPath[int], request: AnyRequest, resources: NamedDependency[Resources]
     ) -> ErrorLog:
-        async with resources.pool.connection() as conn:
-            log = await records.get_log(conn, log_id)
+        log = await resources.reads.run(lambda conn: records.get_log(conn, log_id))
         require_self_or_staff(principal_of(request), log.user_id, "error logs")
         return log
 
@@ -198,8 +198,9 @@ class ErrorGroupsController(Controller):
         where.optional("level = {}", level)
         where.optional("last_seen >= {}", since)
         where.optional("last_seen <= {}", until)
-        async with resources.pool.connection() as conn:
-            count, rows = await fetch_page(conn, GROUP_LIST, where, order, page, page_size, ErrorGroup)
+        count, rows = await resources.reads.run(
+            lambda conn: fetch_page(conn, GROUP_LIST, where, order, page, page_size, ErrorGroup)
+        )
         return build_page(request, page, page_size, count, rows)
 
     @get("/{group_id:int}/", summary="One error group with its most recent logs")
@@ -209,8 +210,7 @@ class ErrorGroupsController(Controller):
         resources: NamedDependency[Resources],
         logs: Annotated[int, QueryParameter(ge=1, le=100, description="How many recent logs to include")] = 20,
     ) -> ErrorGroupDetail:
-        async with resources.pool.connection() as conn:
-            return await records.get_group(conn, group_id, logs)
+        return await resources.reads.run(lambda conn: records.get_group(conn, group_id, logs))
 
     @post(
         "/{group_id:int}/resolve/",

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from litestar import Controller, get
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, QueryParameter
+from psycopg import AsyncConnection
 
 from service.auth.guards import community_reader
 from service.core.windows import Days, Window
@@ -32,9 +33,13 @@ class GeoAnalyticsController(Controller):
         limit: Annotated[int, QueryParameter(ge=1, le=100, description="Most blocked places listed")] = 10,
     ) -> EffectivenessReport:
         window = Window.last(days)
-        async with resources.pool.connection() as conn:
+
+        async def read(conn: AsyncConnection[Any]) -> tuple[tuple[int, ...], list[Any]]:
             totals = await queries.totals(conn, community_id, window)
             top = await queries.top_blocked(conn, community_id, window, limit)
+            return totals, top
+
+        totals, top = await resources.reads.run(read)
         return effectiveness_report(community_id, window, totals, top)
 
     @get("/{community_id:int}/locations/", summary="Access attempts by country, region and city")
@@ -42,8 +47,7 @@ class GeoAnalyticsController(Controller):
         self, community_id: FromPath[int], resources: NamedDependency[Resources], days: Days = 30
     ) -> Locations:
         window = Window.last(days)
-        async with resources.pool.connection() as conn:
-            rows = await queries.locations(conn, community_id, window)
+        rows = await resources.reads.run(lambda conn: queries.locations(conn, community_id, window))
         return Locations(community_id=community_id, date_range=window.date_range, countries=nest(rows))
 
     @get("/{community_id:int}/trends/", summary="Allowed and blocked attempts, travelers and bypasses over time")
@@ -55,8 +59,7 @@ class GeoAnalyticsController(Controller):
         interval: FromQuery[Literal["day", "hour"]] = "day",
     ) -> Trends:
         window = Window.last(days)
-        async with resources.pool.connection() as conn:
-            rows = await queries.trends(conn, community_id, window, interval)
+        rows = await resources.reads.run(lambda conn: queries.trends(conn, community_id, window, interval))
         return Trends(
             community_id=community_id,
             date_range=window.date_range,

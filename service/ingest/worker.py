@@ -1,11 +1,12 @@
-"""`analytics ingest`: the consumer-group worker that moves accepted events from the stream into the tables.
+"""`analytics ingest`: the consumer-group worker that moves accepted events from the streams (one per shard, each
+with its own `ingest` group; every worker reads all of them) into the tables.
 
 Guarantees: an entry is acknowledged only after the transaction holding its row committed, so a crash at
 any point leaves it pending; pending entries are re-read on restart (same consumer name) or taken over by
 another consumer after INGEST_CLAIM_IDLE seconds (XAUTOCLAIM); a redelivered event is stored once (the
 writer skips duplicates). While PostgreSQL is down the worker retries with backoff and the stream absorbs
-the backlog. Entries that can never be stored (undecodable, or refused by a constraint) are moved to a
-dead-letter stream with the reason, so one bad entry cannot stall the rest.
+the backlog. Entries that can never be stored (undecodable, or refused by a constraint) are moved to their
+shard's dead-letter stream with the reason, so one bad entry cannot stall the rest.
 """
 
 from __future__ import annotations
@@ -24,38 +25,45 @@ import msgspec
 import psycopg
 import redis
 from psycopg_pool import ConnectionPool, PoolTimeout
+from redis.cluster import RedisCluster
 
 from service.core.db import sync_pool
 from service.core.errors import first_line
 from service.core.settings import Settings
 from service.ingest.writer import Written, write_batch
-from service.live.keys import DEAD_LETTERS, GROUP, KIND_ACTIVITY, KIND_GEO, STREAM
+from service.live.client import SyncRedis, layout, sync_client
+from service.live.keys import GROUP, KIND_ACTIVITY, KIND_GEO, Shard
 from service.live.records import ActivityRecord, GeoRecord
 from service.live.stream import trim_acknowledged
 from service.observability.metrics import EVENTS_INGESTED
 
 log = logging.getLogger(__name__)
 
-Entry = tuple[bytes, dict[bytes, bytes]]
+Entry = tuple[Shard, bytes, dict[bytes, bytes]]  # (the shard whose stream holds it, entry id, its fields)
 T = TypeVar("T")
 _activity = msgspec.msgpack.Decoder(ActivityRecord)
 _geo = msgspec.msgpack.Decoder(GeoRecord)
 MAX_BACKOFF = 30.0
+CLUSTER_POLL_MS = 50  # on a cluster, the wait after a look that found every stream empty
 
 
 class IngestWorker:
-    """One consumer of the `ingest` group; `run()` until `stop` is set, or `step()` for one batch."""
+    """One consumer of the `ingest` group of every shard's stream; `run()` until `stop` is set, or `step()` for
+    one batch."""
 
     def __init__(
-        self, settings: Settings, pool: ConnectionPool, client: redis.Redis, consumer: str, stop: threading.Event
+        self, settings: Settings, pool: ConnectionPool, client: SyncRedis, consumer: str, stop: threading.Event
     ) -> None:
         self.settings = settings
         self.pool = pool
         self.client = client
         self.consumer = consumer
         self.stop = stop
-        self.batch_size = settings.ingest_batch_size
-        self._claim_cursor = "0-0"
+        self.shards = layout(settings).all
+        self.by_stream = {shard.stream.encode(): shard for shard in self.shards}
+        # Entries read per stream: the batch spread over the shards (a read takes from each stream at once).
+        self.per_stream = max(1, -(-settings.ingest_batch_size // len(self.shards)))
+        self._claim_cursor = dict.fromkeys(self.shards, "0-0")
         self._last_claim = 0.0
         self._last_trim = 0.0
         self.ingested = 0  # events written (duplicates included) since start
@@ -64,7 +72,7 @@ class IngestWorker:
         """Consume until `stop` is set. The next batch is read from Redis while the current one is written to
         PostgreSQL, so neither waits for the other."""
         self._retry_redis(self.ensure_group)
-        log.info("ingest worker %r consuming %s (group %s)", self.consumer, STREAM, GROUP)
+        log.info("ingest worker %r consuming %d stream(s) (group %s)", self.consumer, len(self.shards), GROUP)
         # What a previous life of this consumer left pending comes first, before anything is read ahead.
         while not self.stop.is_set() and self._retry_redis(self._finish_own_pending):
             pass
@@ -99,11 +107,12 @@ class IngestWorker:
         return entries or self._read(">", block_ms=block_ms)
 
     def ensure_group(self) -> None:
-        try:
-            self.client.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        for shard in self.shards:
+            try:
+                self.client.xgroup_create(shard.stream, GROUP, id="0", mkstream=True)
+            except redis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
 
     def step(self, block_ms: int = 1000) -> int:
         """Process one batch: this consumer's own pending entries first, then stale ones of others, then new
@@ -114,42 +123,58 @@ class IngestWorker:
             self._process(entries)
         if time.monotonic() - self._last_trim > 1.0:
             self._trim()
-        return sum(len(fields) for _, fields in entries)
+        return sum(len(fields) for _, _, fields in entries)
 
     def _read(self, start: str, block_ms: int | None) -> list[Entry]:
-        answer: Any = self.client.xreadgroup(
-            GROUP, self.consumer, {STREAM: start}, count=self.batch_size, block=block_ms
-        )
-        if not answer:
-            return []
-        return self._present(answer[0][1])
+        """Entries of every stream from `start` (">": new ones, "0": this consumer's pending ones). A single Redis
+        reads all streams in one blocking call; a cluster cannot (each stream is in another hash slot), so it
+        reads them all at once without blocking and, when nothing came, waits a moment before the next look."""
+        if not isinstance(self.client, RedisCluster):
+            answer: Any = self.client.xreadgroup(
+                GROUP, self.consumer, {s.stream: start for s in self.shards}, count=self.per_stream, block=block_ms
+            )
+            replies = [(self.by_stream[_as_bytes(name)], entries) for name, entries in answer or []]
+        else:
+            pipe = self.client.pipeline(transaction=False)  # type: ignore[no-untyped-call]
+            for shard in self.shards:
+                pipe.xreadgroup(GROUP, self.consumer, {shard.stream: start}, count=self.per_stream)
+            answers = pipe.execute()
+            replies = [(shard, answer[0][1]) for shard, answer in zip(self.shards, answers, strict=True) if answer]
+            if not replies and block_ms:
+                self.stop.wait(min(block_ms, CLUSTER_POLL_MS) / 1000)
+        return [entry for shard, entries in replies for entry in self._present(shard, entries)]
 
-    def _present(self, entries: list[tuple[bytes, dict[bytes, bytes] | None]]) -> list[Entry]:
+    def _present(self, shard: Shard, entries: list[tuple[bytes, dict[bytes, bytes] | None]]) -> list[Entry]:
         """The entries that still have their events. One without (trimmed or deleted while pending) can never be
         stored: say so loudly and acknowledge it, so it does not come back forever."""
         gone = [entry_id for entry_id, fields in entries if not fields]
         if gone:
             log.error("%d pending stream entries no longer exist (first %r); their events are lost", len(gone), gone[0])
-            self.client.xack(STREAM, GROUP, *gone)
-        return [(entry_id, fields) for entry_id, fields in entries if fields]
+            self.client.xack(shard.stream, GROUP, *gone)
+        return [(shard, entry_id, fields) for entry_id, fields in entries if fields]
 
     def _claim(self) -> list[Entry]:
         self._last_claim = time.monotonic()
         idle_ms = int(self.settings.ingest_claim_idle * 1000)
-        answer: Any = self.client.xautoclaim(
-            STREAM, GROUP, self.consumer, min_idle_time=idle_ms, start_id=self._claim_cursor, count=self.batch_size
-        )
-        cursor, entries = answer[0], answer[1]
-        self._claim_cursor = cursor.decode() if isinstance(cursor, bytes) else str(cursor)
-        if len(answer) > 2 and answer[2]:  # pending ids whose entries were deleted (Redis dropped them from the PEL)
-            log.error("%d pending stream entries no longer exist (first %r); their events are lost", *_first(answer[2]))
-        claimed = self._present(entries)
+        claimed: list[Entry] = []
+        for shard in self.shards:
+            answer: Any = self.client.xautoclaim(
+                shard.stream, GROUP, self.consumer, min_idle_time=idle_ms, start_id=self._claim_cursor[shard],
+                count=self.per_stream,
+            )  # fmt: skip
+            cursor, entries = answer[0], answer[1]
+            self._claim_cursor[shard] = _as_bytes(cursor).decode()
+            if len(answer) > 2 and answer[2]:  # pending ids whose entries were deleted (Redis dropped them)
+                log.error(
+                    "%d pending stream entries no longer exist (first %r); their events are lost", *_first(answer[2])
+                )
+            claimed += self._present(shard, entries)
+            if len(entries) >= self.per_stream or self._claim_cursor[shard] != "0-0":
+                # More may wait (a full batch, or the scan of the pending list is not through): claim again at
+                # once rather than a timer's period later, so orphans come back at full speed.
+                self._last_claim = 0.0
         if claimed:
             log.info("took over %d entries left pending by another consumer", len(claimed))
-        if len(entries) >= self.batch_size or self._claim_cursor != "0-0":
-            # More may wait (a full batch, or the scan of the pending list is not through): claim again at once
-            # rather than a timer's period later, so orphans come back at full speed.
-            self._last_claim = 0.0
         return claimed
 
     def _process(self, entries: list[Entry]) -> None:
@@ -160,7 +185,7 @@ class IngestWorker:
         geo_sources: list[tuple[Entry, bytes]] = []
         dead: list[tuple[Entry, bytes, str]] = []
         for entry in entries:
-            for name, value in entry[1].items():
+            for name, value in entry[2].items():
                 kind, payload = value[:1], memoryview(value)[1:]
                 try:
                     if kind == KIND_ACTIVITY:
@@ -182,15 +207,26 @@ class IngestWorker:
         EVENTS_INGESTED.labels("geo").inc(written.geo)
         sources = activity_sources + geo_sources
         dead += [(*sources[i], reason) for i, reason in refused]
-        pipe = self.client.pipeline(transaction=True)
-        for (entry_id, fields), name, reason in dead:
-            letter: dict[Any, Any] = {b"v": fields[name], b"error": reason.encode(), b"entry": entry_id, b"field": name}
-            pipe.xadd(DEAD_LETTERS, letter)
-        pipe.xack(STREAM, GROUP, *[entry_id for entry_id, _ in entries])
-        pipe.execute()
+        self._acknowledge(entries, dead)
         if dead:
-            log.error("moved %d records to %s; first: %s", len(dead), DEAD_LETTERS, dead[0][2])
+            log.error("moved %d records to the dead letters; first: %s", len(dead), dead[0][2])
         self.ingested += len(activities) + len(geos) - len(refused)
+
+    def _acknowledge(self, entries: list[Entry], dead: list[tuple[Entry, bytes, str]]) -> None:
+        """Per shard, one transaction (one hash slot): its dead letters added and its entries acknowledged."""
+        for shard in {entry[0] for entry in entries}:
+            pipe = self.client.pipeline(transaction=True)
+            for (entry_shard, entry_id, fields), name, reason in dead:
+                if entry_shard is shard:
+                    letter: dict[Any, Any] = {
+                        b"v": fields[name],
+                        b"error": reason.encode(),
+                        b"entry": entry_id,
+                        b"field": name,
+                    }
+                    pipe.xadd(shard.dead_letters, letter)
+            pipe.xack(shard.stream, GROUP, *[entry_id for entry_shard, entry_id, _ in entries if entry_shard is shard])
+            pipe.execute()
 
     def _store(
         self, activities: list[ActivityRecord], geos: list[GeoRecord]
@@ -238,7 +274,8 @@ class IngestWorker:
 
     def _trim(self) -> None:
         self._last_trim = time.monotonic()
-        trim_acknowledged(self.client)
+        for shard in self.shards:
+            trim_acknowledged(self.client, shard)
 
     def _retry_redis(self, action: Callable[[], T]) -> T | None:
         delay = 0.5
@@ -256,15 +293,17 @@ def _first(ids: list[Any]) -> tuple[int, Any]:
     return len(ids), ids[0]
 
 
+def _as_bytes(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
+
+
 def run(settings: Settings) -> None:
     """Run one worker until SIGTERM / SIGINT; the batch in hand is finished (or left pending) first."""
     assert settings.database_url is not None and settings.redis_url is not None
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    client = redis.Redis.from_url(
-        settings.redis_url, socket_connect_timeout=settings.redis_timeout, socket_timeout=settings.redis_timeout + 5
-    )
+    client = sync_client(settings)
     pool = sync_pool(settings, settings.database_url)
     pool.open(wait=False)
     try:

@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import date
 
-import redis.asyncio as aioredis
+from service.live.client import AsyncRedis
+from service.live.keys import DAY_TTL, Shards, requests_key
 
-from service.live.keys import DAY_TTL, counts_key, requests_key
 
-
-async def add_requests(client: aioredis.Redis, counts: Mapping[date, tuple[int, float, Mapping[int, int]]]) -> None:
+async def add_requests(client: AsyncRedis, counts: Mapping[date, tuple[int, float, Mapping[int, int]]]) -> None:
     """Add a process's request counts to the day hashes in one round trip: per day (requests, summed duration
     in ms, requests per user id)."""
     async with client.pipeline(transaction=False) as pipe:
@@ -24,7 +23,18 @@ async def add_requests(client: aioredis.Redis, counts: Mapping[date, tuple[int, 
         await pipe.execute()
 
 
-async def day_counts(client: aioredis.Redis, day: str, community_id: int | None = None) -> dict[str, int]:
-    """The `<kind>_count` counters of one day (platform-wide, or of one community)."""
-    raw = await client.hgetall(counts_key(day, community_id))
-    return {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()}
+async def day_counts(client: AsyncRedis, shards: Shards, day: str, community_id: int | None = None) -> dict[str, int]:
+    """The `<kind>_count` counters of one day: of one community, or platform-wide (summed over the shards)."""
+    if community_id is not None:
+        replies = [await client.hgetall(shards.of(community_id).counts_key(day, community_id))]
+    else:
+        pipe = client.pipeline(transaction=False)
+        for shard in shards.all:
+            pipe.hgetall(shard.counts_key(day))
+        replies = await pipe.execute()
+    totals: dict[str, int] = {}
+    for raw in replies:
+        for k, v in raw.items():
+            name = k.decode() if isinstance(k, bytes) else k
+            totals[name] = totals.get(name, 0) + int(v)
+    return totals

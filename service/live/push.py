@@ -21,11 +21,11 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 
-import redis.asyncio as aioredis
 import redis.exceptions
 
 from service.core.errors import first_line
-from service.live.keys import streams_key
+from service.live.client import AsyncRedis
+from service.live.keys import Shards, streams_key
 from service.live.realtime import Realtime, realtime_many
 
 log = logging.getLogger(__name__)
@@ -47,8 +47,8 @@ return 1
 class LiveHub:
     """One process's subscriptions: community -> the queues of its subscribers, fed by one ticker task."""
 
-    def __init__(self, client: aioredis.Redis, tick: float = TICK) -> None:
-        self.client, self.tick = client, tick
+    def __init__(self, client: AsyncRedis, shards: Shards, tick: float = TICK) -> None:
+        self.client, self.shards, self.tick = client, shards, tick
         self._watchers: dict[int, set[asyncio.Queue[Realtime | None]]] = {}
         self._last: dict[int, Realtime] = {}
         self._slots: set[StreamSlot] = set()
@@ -92,7 +92,7 @@ class LiveHub:
             await asyncio.sleep(max(0.0, self.tick - (time.monotonic() - started)))
 
     async def _push(self, communities: list[int]) -> None:
-        for figures in await realtime_many(self.client, communities):
+        for figures in await realtime_many(self.client, self.shards, communities):
             community = figures.community_id
             if self._last.get(community) == figures:
                 continue
@@ -126,7 +126,7 @@ def _replace(queue: asyncio.Queue[Realtime | None], item: Realtime | None) -> No
 class StreamSlot:
     """One open stream counted against its principal's limit, across API processes."""
 
-    def __init__(self, client: aioredis.Redis, who: str) -> None:
+    def __init__(self, client: AsyncRedis, who: str) -> None:
         self.client, self.key, self.id = client, streams_key(who), uuid.uuid4().hex
 
     async def claim(self, limit: int) -> bool:
@@ -138,7 +138,7 @@ class StreamSlot:
         await self.client.zrem(self.key, self.id)
 
 
-async def renew(client: aioredis.Redis, slots: list[StreamSlot]) -> None:
+async def renew(client: AsyncRedis, slots: list[StreamSlot]) -> None:
     """Renew the leases of these streams, all in one round trip."""
     if not slots:
         return

@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from typing import NamedTuple
-from uuid import uuid4
+from typing import Any, NamedTuple
 
 import msgspec
-import redis
-import redis.asyncio as aioredis
 
-from service.live.keys import (
-    ACTIVITY_WINDOW,
-    PRESENCE_WINDOW,
-    SCORE_HISTORY_DAYS,
-    counts_key,
-    minute_key,
-    peak_key,
-    presence_key,
-    utc_day,
-)
+from service.live.client import AsyncRedis, SyncRedis
+from service.live.keys import ACTIVITY_WINDOW, PRESENCE_WINDOW, SCORE_HISTORY_DAYS, Shard, Shards, utc_day
 
 
 class Realtime(msgspec.Struct):
@@ -48,24 +38,28 @@ def activity_level(recent: int, baseline: float) -> tuple[float, str]:
     return score, label
 
 
-async def realtime(client: aioredis.Redis, community_id: int, now: float | None = None) -> Realtime:
+async def realtime(client: AsyncRedis, shards: Shards, community_id: int, now: float | None = None) -> Realtime:
     """Online members, today's peak and the activity score of a community, in one round trip."""
-    [answer] = await realtime_many(client, [community_id], now)
+    [answer] = await realtime_many(client, shards, [community_id], now)
     return answer
 
 
-async def realtime_many(client: aioredis.Redis, community_ids: list[int], now: float | None = None) -> list[Realtime]:
-    """`realtime` of several communities, all in one round trip."""
+async def realtime_many(
+    client: AsyncRedis, shards: Shards, community_ids: list[int], now: float | None = None
+) -> list[Realtime]:
+    """`realtime` of several communities, all in one round trip (on a cluster, one per node at once)."""
     now = time.time() if now is None else now
     minute = int(now // 60)
     days = [utc_day(now - 86400 * back) for back in range(1, SCORE_HISTORY_DAYS + 1)]
     pipe = client.pipeline(transaction=False)
     for community_id in community_ids:
-        pipe.zcount(presence_key(community_id), now - PRESENCE_WINDOW, "+inf")
-        pipe.hget(peak_key(utc_day(now)), str(community_id))
-        pipe.mget([minute_key(community_id, m) for m in range(minute - ACTIVITY_WINDOW // 60 + 1, minute + 1)])
+        shard = shards.of(community_id)
+        pipe.zcount(shard.presence_key(community_id), now - PRESENCE_WINDOW, "+inf")
+        pipe.hget(shard.peak_key(utc_day(now)), str(community_id))
+        minutes = [shard.minute_key(community_id, m) for m in range(minute - ACTIVITY_WINDOW // 60 + 1, minute + 1)]
+        pipe.execute_command("MGET", *minutes)  # one slot; redis-py's cluster pipeline refuses its `mget`
         for day in days:
-            pipe.hget(counts_key(day, community_id), "events")
+            pipe.hget(shard.counts_key(day, community_id), "events")
     replies = await pipe.execute()
     per_community = 3 + len(days)
     answers = []
@@ -88,17 +82,31 @@ async def realtime_many(client: aioredis.Redis, community_ids: list[int], now: f
     return answers
 
 
-def live_communities(client: redis.Redis, now: float) -> dict[int, int]:
-    """Online members of every community with a presence key (members seen in the last 5 minutes)."""
-    keys = list(client.scan_iter(match=presence_key(0).removesuffix("0") + "*", count=500))
-    if not keys:
-        return {}
+def live_communities(client: SyncRedis, shards: Shards, now: float) -> dict[int, int]:
+    """Online members of every community with members seen in the last 5 minutes."""
+    communities = _live_in_shards(client, shards, now)
     pipe = client.pipeline(transaction=False)
-    for key in keys:
-        pipe.zcount(key, now - PRESENCE_WINDOW, "+inf")
-    counts = pipe.execute()
-    prefix_length = len(presence_key(0)) - 1
-    return {int(key[prefix_length:]): int(n) for key, n in zip(keys, counts, strict=True)}
+    for shard, community in communities:
+        pipe.zcount(shard.presence_key(community), now - PRESENCE_WINDOW, "+inf")
+    counts = pipe.execute() if communities else []
+    return {community: int(n) for (_, community), n in zip(communities, counts, strict=True)}
+
+
+def day_peaks(client: SyncRedis, shards: Shards, day: str) -> dict[int, int]:
+    """community -> the highest online count seen on `day`, from every shard."""
+    pipe = client.pipeline(transaction=False)
+    for shard in shards.all:
+        pipe.hgetall(shard.peak_key(day))
+    return {int(k): int(v) for raw in pipe.execute() for k, v in raw.items()}
+
+
+def _live_in_shards(client: SyncRedis, shards: Shards, now: float) -> list[tuple[Shard, int]]:
+    """(shard, community) of the communities each shard's index lists as active in the presence window."""
+    pipe = client.pipeline(transaction=False)
+    for shard in shards.all:
+        pipe.zrangebyscore(shard.online, now - PRESENCE_WINDOW, "+inf")
+    replies = pipe.execute()
+    return [(shard, int(c)) for shard, members in zip(shards.all, replies, strict=True) for c in members]
 
 
 class Online(NamedTuple):
@@ -108,23 +116,57 @@ class Online(NamedTuple):
     busiest: list[tuple[int, int]]  # (community, members online) of the busiest communities, most first
 
 
-async def online_members(client: aioredis.Redis, top: int, now: float | None = None) -> Online:
+async def online_members(client: AsyncRedis, shards: Shards, top: int, now: float | None = None) -> Online:
     """Distinct members online over all communities, and the `top` communities with most members online."""
     now = time.time() if now is None else now
-    prefix = presence_key(0).removesuffix("0")
-    keys = [key async for key in client.scan_iter(match=prefix + "*", count=500)]
-    if not keys:
-        return Online(0, [])
-    # One MULTI: the per-community counts, and the union of all presence sets (a member's latest activity
-    # anywhere) counted over the same window, in a scratch key removed in the same transaction.
-    scratch = f"analytics:scratch:online:{uuid4().hex}"
-    pipe = client.pipeline(transaction=True)
-    for key in keys:
-        pipe.zcount(key, now - PRESENCE_WINDOW, "+inf")
-    pipe.zunionstore(scratch, keys, aggregate="MAX")
-    pipe.zcount(scratch, now - PRESENCE_WINDOW, "+inf")
-    pipe.delete(scratch)
-    *counts, _, total, _ = await pipe.execute()
-    per_community = [(int(key[len(prefix) :]), int(n)) for key, n in zip(keys, counts, strict=True) if int(n) > 0]
-    per_community.sort(key=lambda item: (-item[1], item[0]))
-    return Online(int(total), per_community[:top])
+    since = now - PRESENCE_WINDOW
+    pipe = client.pipeline(transaction=False)
+    for shard in shards.all:
+        pipe.zrangebyscore(shard.online, since, "+inf")
+    indexes = await pipe.execute()
+    per_shard = [(shard, [int(c) for c in members]) for shard, members in zip(shards.all, indexes, strict=True)]
+    per_shard = [(shard, communities) for shard, communities in per_shard if communities]
+    # Per shard, one script call (one hash slot), the shards at once: the per-community counts, and the members
+    # online in any of the shard's communities, counted once. One shard counts them; several hand over their
+    # members, counted once over all.
+    one = len(per_shard) == 1
+    answers = await asyncio.gather(
+        *(_shard_online(client, shard, communities, since, one) for shard, communities in per_shard)
+    )
+    counts = [item for shard_counts, _ in answers for item in shard_counts]
+    counts.sort(key=lambda item: (-item[1], item[0]))
+    if one:
+        return Online(int(answers[0][1]), counts[:top])
+    members: set[bytes] = set()
+    for _, union in answers:
+        members.update(union)
+    return Online(len(members), counts[:top])
+
+
+# KEYS: presence sets of one shard. ARGV: the window's start, '1' to count the distinct members, '0' to list them.
+# Returns {the members online per set, the distinct members online (a count or the list)}.
+_ONLINE = """
+local since, seen, distinct, counts = ARGV[1], {}, {}, {}
+for i, key in ipairs(KEYS) do
+  local members = redis.call('ZRANGEBYSCORE', key, since, '+inf')
+  counts[i] = #members
+  for _, member in ipairs(members) do
+    if not seen[member] then
+      seen[member] = true
+      distinct[#distinct + 1] = member
+    end
+  end
+end
+if ARGV[2] == '1' then return {counts, #distinct} end
+return {counts, distinct}
+"""
+
+
+async def _shard_online(
+    client: AsyncRedis, shard: Shard, communities: list[int], since: float, count_only: bool
+) -> tuple[list[tuple[int, int]], Any]:
+    """((community, members online) of the shard's live communities, the count or the list of the distinct
+    members online in them)."""
+    keys = [shard.presence_key(c) for c in communities]
+    counts, union = await client.eval(_ONLINE, len(keys), *keys, since, "1" if count_only else "0")
+    return [(c, int(n)) for c, n in zip(communities, counts, strict=True) if int(n) > 0], union

@@ -7,26 +7,29 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
-import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
-from service.live.keys import DAY_TTL, utc_day
+from service.live.client import AsyncRedis
+from service.live.keys import DAY_TTL, Shard, Shards, utc_day
 from service.live.records import ActivityRecord, GeoRecord, encode
 from service.observability.metrics import EVENTS_REPEATED
 
-# One call per flush: every event of the flush updates the live keys, the events not seen before go into stream
-# entries of up to 1,000 events (field i: kind byte + msgpack record), and expirations and peaks are settled
-# once per key. A request's events are thus applied all at once or not at all.
-# The script builds its key names, so it needs a single Redis (Redis Cluster would need one-slot keys).
+# One call per shard per flush: every event of the flush in that shard updates the shard's live keys, the events
+# not seen before go into stream entries of up to 1,000 events (field i: kind byte + msgpack record), and
+# expirations and peaks are settled once per key. A request's events in one shard are thus applied all at once or
+# not at all. Every key the script touches starts with the prefix of the shard's stream (KEYS[1]): one hash slot.
 _TRACK = """
--- ARGV: now, today, day ttl, backlog limit, then 8 values per event:
+-- KEYS[1]: the shard's stream. ARGV: now, today, day ttl, backlog limit, then 8 values per event:
 --   event time, its day, community or '', user or '', counter field, client event id or '', live '1'/'0', payload
 -- Returns {-1, 0, 0} (and changes nothing) when more entries than the limit wait in the stream, else {the stream
 -- length, activity events dropped as repeats of a client event id, geo events dropped so}.
+local stream = KEYS[1]
+local P = string.sub(stream, 1, -7)  -- the shard's prefix: the stream's name without 'events'
 local now, today, ttl = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
-if redis.call('XLEN', 'analytics:events') > tonumber(ARGV[4]) then
+if redis.call('XLEN', stream) > tonumber(ARGV[4]) then
   return {-1, 0, 0}
 end
 local expire, present, fields = {}, {}, {}
@@ -34,8 +37,8 @@ local repeated_activity, repeated_geo = 0, 0
 for i = 5, #ARGV, 8 do
   local at, day, community, user = tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local field, event_id, live, payload = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6] == '1', ARGV[i + 7]
-  if event_id == '' or redis.call('SET', 'analytics:seen:' .. event_id, '1', 'NX', 'EX', 86400) then
-    local counts = 'analytics:counts:' .. day
+  if event_id == '' or redis.call('SET', P .. 'seen:' .. event_id, '1', 'NX', 'EX', 86400) then
+    local counts = P .. 'counts:' .. day
     redis.call('HINCRBY', counts, field, 1)
     expire[counts] = ttl
     if community ~= '' then
@@ -46,11 +49,11 @@ for i = 5, #ARGV, 8 do
       end
       expire[counts] = ttl
       if live and user ~= '' and at > now - 300 then
-        redis.call('ZADD', 'analytics:presence:' .. community, 'GT', at, user)
+        redis.call('ZADD', P .. 'presence:' .. community, 'GT', at, user)
         present[community] = true
       end
       if live and at > now - 900 then
-        local minute = 'analytics:activity:' .. community .. ':' .. math.floor(at / 60)
+        local minute = P .. 'activity:' .. community .. ':' .. math.floor(at / 60)
         redis.call('INCR', minute)
         expire[minute] = 1200
       end
@@ -63,24 +66,29 @@ for i = 5, #ARGV, 8 do
     repeated_geo = repeated_geo + 1
   end
 end
-local peaks = 'analytics:peak:' .. today
+local peaks, online = P .. 'peak:' .. today, P .. 'online'
 for community in pairs(present) do
-  local presence = 'analytics:presence:' .. community
+  local presence = P .. 'presence:' .. community
   redis.call('ZREMRANGEBYSCORE', presence, '-inf', now - 300)
   redis.call('EXPIRE', presence, 600)
-  local online = redis.call('ZCARD', presence)
-  if online > tonumber(redis.call('HGET', peaks, community) or '0') then
-    redis.call('HSET', peaks, community, online)
+  redis.call('ZADD', online, 'GT', now, community)
+  local count = redis.call('ZCARD', presence)
+  if count > tonumber(redis.call('HGET', peaks, community) or '0') then
+    redis.call('HSET', peaks, community, count)
   end
   expire[peaks] = ttl
+end
+if next(present) ~= nil then
+  redis.call('ZREMRANGEBYSCORE', online, '-inf', now - 600)
+  expire[online] = 600
 end
 for key, seconds in pairs(expire) do
   redis.call('EXPIRE', key, seconds)
 end
 for first = 1, #fields, 2000 do  -- at most 1,000 events per entry (and per unpack)
-  redis.call('XADD', 'analytics:events', '*', unpack(fields, first, math.min(first + 1999, #fields)))
+  redis.call('XADD', stream, '*', unpack(fields, first, math.min(first + 1999, #fields)))
 end
-return {redis.call('XLEN', 'analytics:events'), repeated_activity, repeated_geo}
+return {redis.call('XLEN', stream), repeated_activity, repeated_geo}
 """
 
 
@@ -105,23 +113,25 @@ def track_args(record: ActivityRecord | GeoRecord, client_id: bool) -> list[str 
 @dataclass
 class _Pending:
     events: int
-    args: list[str | bytes]  # the script's per-event values of the request's records, encoded
+    args: dict[Shard, list[str | bytes]]  # per shard: the script's per-event values of the request's records
     done: asyncio.Future[None]
 
 
 class LiveWriter:
-    """Writes accepted events to Redis, sharing one script call among the requests that arrive together.
+    """Writes accepted events to Redis, sharing one script call per shard among the requests that arrive together.
 
-    While one call is in flight, new requests queue up; the next call takes them all (up to `max_events`) and
-    puts them in one stream entry. Under load this turns many small round trips into few large ones (group
-    commit), without delaying a lone request.
+    While one flush is in flight, new requests queue up; the next flush takes them all (up to `max_events`) and
+    makes one call per shard they touch, the shards' calls at once, each putting its events in one stream entry.
+    Under load this turns many small round trips into few large ones (group commit), without delaying a lone
+    request. A request fails when a call holding any of its events fails (a shard's node down, or its stream
+    backlogged); the other requests of the flush do not.
     """
 
-    def __init__(self, client: aioredis.Redis, max_backlog: int, max_events: int = 1000) -> None:
+    def __init__(self, client: AsyncRedis, shards: Shards, max_backlog: int, max_events: int = 1000) -> None:
         self.client = client
+        self.shards = shards
         self.max_backlog = max_backlog
         self.max_events = max_events
-        self.backlog = 0  # stream entries after the last call
         self._sha: str | None = None
         self._queue: list[_Pending] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -135,7 +145,10 @@ class LiveWriter:
         # Encoded here, in the caller's request: a record that cannot be encoded fails its own request before it
         # joins a shared call, never the requests it would have shared the call with.
         ids = client_ids or set()
-        args = [value for record in records for value in track_args(record, record.event_id in ids)]
+        args: dict[Shard, list[str | bytes]] = {}
+        for record in records:
+            shard = self.shards.of_event(record.community_id, record.event_id)
+            args.setdefault(shard, []).extend(track_args(record, record.event_id in ids))
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(len(records), args, done))
         if self._flusher is None:
@@ -151,39 +164,55 @@ class LiveWriter:
                     item = self._queue.pop(0)
                     batch.append(item)
                     taken += item.events
-                try:
-                    await self._execute(batch)
-                except Exception as exc:  # noqa: BLE001 - handed to every waiting request
-                    for item in batch:
-                        if not item.done.done():
-                            item.done.set_exception(exc)
-                else:
-                    for item in batch:
-                        if not item.done.done():
-                            item.done.set_result(None)
+                failed = await self._execute(batch)
+                for item in batch:
+                    if item.done.done():
+                        continue
+                    error = next((failed[shard] for shard in item.args if shard in failed), None)
+                    if error is None:
+                        item.done.set_result(None)
+                    else:
+                        item.done.set_exception(error)
         finally:
             self._flusher = None
 
-    async def _execute(self, batch: list[_Pending]) -> None:
+    async def _execute(self, batch: list[_Pending]) -> dict[Shard, BaseException]:
+        """One script call per shard of the batch, all at once; the shards whose call failed, with the error."""
         now = time.time()
-        args: list[str | bytes] = [repr(now), utc_day(now), str(DAY_TTL), str(self.max_backlog)]
+        header: list[str | bytes] = [repr(now), utc_day(now), str(DAY_TTL), str(self.max_backlog)]
+        per_shard: dict[Shard, list[str | bytes]] = {}
         for item in batch:
-            args += item.args
-        if self._sha is None:
-            self._sha = await self.client.script_load(_TRACK)
-        try:
-            answer = await self.client.evalsha(self._sha, 0, *args)
-        except NoScriptError:
-            # Redis lost its script cache (restart, SCRIPT FLUSH): nothing ran; load it and go again.
-            self._sha = await self.client.script_load(_TRACK)
-            answer = await self.client.evalsha(self._sha, 0, *args)
-        length, repeated_activity, repeated_geo = (int(n) for n in answer)
-        if length < 0:
-            raise Backlogged(f"more than {self.max_backlog} stream entries wait for ingest")
-        self.backlog = length
+            for shard, args in item.args.items():
+                per_shard.setdefault(shard, list(header)).extend(args)
+        shards = list(per_shard)
+        answers = await asyncio.gather(
+            *(self._call(shard, per_shard[shard]) for shard in shards), return_exceptions=True
+        )
+        failed: dict[Shard, BaseException] = {}
+        repeated_activity = repeated_geo = 0
+        for shard, answer in zip(shards, answers, strict=True):
+            if isinstance(answer, BaseException):
+                failed[shard] = answer
+                continue
+            length, activity, geo = (int(n) for n in answer)
+            if length < 0:
+                failed[shard] = Backlogged(f"more than {self.max_backlog} stream entries wait for ingest")
+            repeated_activity += activity
+            repeated_geo += geo
         # A client event id seen in the last day: the first event stands, whatever this one holds (a retry, or a
         # client reusing ids); counted so that reuse shows.
         if repeated_activity:
             EVENTS_REPEATED.labels("activity").inc(repeated_activity)
         if repeated_geo:
             EVENTS_REPEATED.labels("geo").inc(repeated_geo)
+        return failed
+
+    async def _call(self, shard: Shard, args: list[str | bytes]) -> Any:
+        if self._sha is None:
+            self._sha = await self.client.script_load(_TRACK)
+        try:
+            return await self.client.evalsha(self._sha, 1, shard.stream, *args)
+        except NoScriptError:
+            # Redis lost its script cache (restart, SCRIPT FLUSH, a new node): nothing ran; load it and go again.
+            self._sha = await self.client.script_load(_TRACK)
+            return await self.client.evalsha(self._sha, 1, shard.stream, *args)

@@ -63,6 +63,14 @@ GEO_DECISIONS = Counter(
     ["result", "scope", "country_code"],
 )
 
+# --- Reads of the API (service/storage/replicas.py) ---
+DB_READS = Counter(
+    "analytics_db_reads",
+    "Report and listing reads sent to PostgreSQL, by target (`primary`, `replica`); a replica read that failed "
+    "and was run again on the primary counts for both",
+    ["target"],
+)
+
 # --- Error logs (incremented where error logs are recorded) ---
 ERRORS_LOGGED = Counter("analytics_errors_logged", "Error logs recorded, by level", ["level"])
 
@@ -100,6 +108,11 @@ REDIS_UP = ScrapeGauge("analytics_redis_up", "1 when Redis answered PING during 
 DB_POOL = ScrapeGauge(
     "analytics_db_pool_connections",
     "Connection pool of the API process that answered the scrape: size, available, waiting (requests queued)",
+)
+DB_REPLICA_LAG = ScrapeGauge(
+    "analytics_db_replica_lag_seconds",
+    "How far each read replica is behind the primary, as last measured by the process answering the scrape (0 "
+    "when it has replayed all the primary's WAL); absent while a replica cannot be measured (unreachable)",
 )
 STREAM_BACKLOG = ScrapeGauge(
     "analytics_stream_backlog", "Ingest stream entries not acknowledged yet (not delivered, or delivered and pending)"

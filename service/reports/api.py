@@ -24,8 +24,7 @@ _UNSAFE_IN_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 async def _load(request: Request[Any, Any, Any], resources: Resources, report_id: int) -> Report:
-    async with resources.pool.connection() as conn:
-        report = await queries.one(conn, valid_id(report_id, "report"))
+    report = await resources.reads.run(lambda conn: queries.one(conn, valid_id(report_id, "report")))
     if report is None:
         raise NotFound(f"No report {report_id}")
     require_report_reader(principal_of(request), report.scope)
@@ -66,8 +65,9 @@ class ReportsController(Controller):
         if errors:
             raise InvalidInput(errors)
         filters = queries.Filters(kind=kind, scope=report_scope, since=since, until=until)
-        async with resources.pool.connection() as conn:
-            count, results = await queries.page(conn, filters, page_size, (page - 1) * page_size)
+        count, results = await resources.reads.run(
+            lambda conn: queries.page(conn, filters, page_size, (page - 1) * page_size)
+        )
         return build_page(request, page, page_size, count, results)
 
     @get("/{report_id:int}/", summary="One stored report")

@@ -183,8 +183,9 @@ class DailyAnalyticsController(Controller):
         where = Where()
         where.optional("date >= {}", date_from)
         where.optional("date <= {}", date_to)
-        async with resources.pool.connection() as conn:
-            count, rows = await fetch_page(conn, DAILY_SELECT, where, order, page, page_size, DailyAnalytics)
+        count, rows = await resources.reads.run(
+            lambda conn: fetch_page(conn, DAILY_SELECT, where, order, page, page_size, DailyAnalytics)
+        )
         return build_page(request, page, page_size, count, rows)
 
     @post(
@@ -200,8 +201,7 @@ class DailyAnalyticsController(Controller):
 
     @get("/{row_id:int}/", summary="One day's row")
     async def get_day(self, row_id: FromPath[int], resources: NamedDependency[Resources]) -> DailyAnalytics:
-        async with resources.pool.connection() as conn:
-            row: DailyAnalytics = await load(conn, DAILY, row_id)
+        row: DailyAnalytics = await resources.reads.run(lambda conn: load(conn, DAILY, row_id))
         return row
 
     @put(
@@ -269,8 +269,9 @@ class UserAnalyticsController(Controller):
         where.optional("user_id = {}", user)
         where.optional("date >= {}", date_from)
         where.optional("date <= {}", date_to)
-        async with resources.pool.connection() as conn:
-            count, rows = await fetch_page(conn, USER_SELECT, where, order, page, page_size, UserAnalytics)
+        count, rows = await resources.reads.run(
+            lambda conn: fetch_page(conn, USER_SELECT, where, order, page, page_size, UserAnalytics)
+        )
         return build_page(request, page, page_size, count, rows)
 
     @post(
@@ -289,8 +290,7 @@ class UserAnalyticsController(Controller):
     async def get_user_day(
         self, row_id: FromPath[int], request: AnyRequest, resources: NamedDependency[Resources]
     ) -> UserAnalytics:
-        async with resources.pool.connection() as conn:
-            row: UserAnalytics = await load(conn, USERS, row_id)
+        row: UserAnalytics = await resources.reads.run(lambda conn: load(conn, USERS, row_id))
         require_self_or_staff(principal_of(request), row.user_id, "user analytics")
         return row
 

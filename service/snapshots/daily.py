@@ -28,11 +28,11 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import psycopg
-import redis
 from psycopg.rows import dict_row
 
 from service.core.task_context import TaskContext
 from service.core.windows import percent
+from service.live.client import SyncRedis
 from service.live.keys import requests_key
 
 # Every figure of one day in one round trip. Each CTE aggregates without GROUP BY, so each yields exactly one row
@@ -129,7 +129,7 @@ ON CONFLICT (date) DO UPDATE SET
 """
 
 
-def request_figures(client: redis.Redis, day: date) -> tuple[int, float]:
+def request_figures(client: SyncRedis, day: date) -> tuple[int, float]:
     """(API requests, mean response time in ms rounded to 2 decimals) of one day; zeros while nothing counted them."""
     count, duration_sum = client.hmget(requests_key(day), ["count", "duration_ms_sum"])
     requests = int(count) if count is not None else 0
@@ -138,7 +138,7 @@ def request_figures(client: redis.Redis, day: date) -> tuple[int, float]:
     return requests, round(float(duration_sum) / requests, 2)
 
 
-def daily_figures(conn: psycopg.Connection[Any], client: redis.Redis, day: date) -> dict[str, Any]:
+def daily_figures(conn: psycopg.Connection[Any], client: SyncRedis, day: date) -> dict[str, Any]:
     """Every field of the DailyAnalytics row of `day`, by column name."""
     start = datetime.combine(day, time(), UTC)
     params = {"day": day, "start": start, "end": start + timedelta(days=1)}

@@ -175,8 +175,9 @@ class SystemMetricsController(Controller):
         where.optional("metric_type = {}", metric_type)
         where.optional("recorded_at >= {}", since)
         where.optional("recorded_at < {}", until)
-        async with resources.pool.connection() as conn:
-            count, rows = await fetch_page(conn, SELECT, where, order, page, page_size, SystemMetric)
+        count, rows = await resources.reads.run(
+            lambda conn: fetch_page(conn, SELECT, where, order, page, page_size, SystemMetric)
+        )
         return build_page(request, page, page_size, count, rows)
 
     @post(
@@ -194,8 +195,7 @@ class SystemMetricsController(Controller):
 
     @get("/{metric_id:int}/", summary="One sample", guards=[staff_only])
     async def get_metric(self, metric_id: FromPath[int], resources: NamedDependency[Resources]) -> SystemMetric:
-        async with resources.pool.connection() as conn:
-            return await load(conn, metric_id)
+        return await resources.reads.run(lambda conn: load(conn, metric_id))
 
     @put(
         "/{metric_id:int}/",

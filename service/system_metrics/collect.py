@@ -13,6 +13,7 @@ from psycopg.types.json import Jsonb
 
 from service.core.task_context import TaskContext
 from service.core.windows import quarter_hour
+from service.live.client import layout, used_memory
 from service.live.stream import stream_backlog
 from service.observability.metrics import SYSTEM_METRIC
 from service.storage.rollups import record_invalidation
@@ -32,8 +33,8 @@ def sample(context: TaskContext) -> dict[str, tuple[float, dict[str, Any]]]:
     row = context.conn.execute(_DATABASE).fetchone()
     assert row is not None
     try:
-        redis_memory = float(context.redis.info("memory")["used_memory"])
-        backlog, pending = stream_backlog(context.redis)
+        redis_memory = float(used_memory(context.redis))
+        backlog, pending = stream_backlog(context.redis, layout(context.settings))
         redis_ok = True
     except redis.RedisError:
         redis_memory, backlog, pending, redis_ok = 0.0, 0, 0, False

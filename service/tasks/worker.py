@@ -35,6 +35,7 @@ from service.core.errors import first_line
 from service.core.settings import Settings
 from service.core.task_catalog import BY_NAME, TASKS
 from service.core.task_context import TaskContext
+from service.live.client import SyncRedis, sync_client
 from service.observability.metrics import TASK_DURATION, TASK_LAST_SUCCESS, TASK_RUNS
 from service.tasks.schedule import STORED_SQL, planned, stored_changes
 
@@ -56,7 +57,7 @@ return 0
 class _Lock:
     """The task's lock in Redis for the duration of a run, kept alive by a heartbeat thread."""
 
-    def __init__(self, client: redis.Redis, name: str) -> None:
+    def __init__(self, client: SyncRedis, name: str) -> None:
         self.client, self.key, self.token = client, LOCK_PREFIX + name, uuid4().hex
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
@@ -99,7 +100,7 @@ class TaskResources:
     def __init__(self, settings: Settings, threads: int = 1) -> None:
         assert settings.database_url is not None and settings.redis_url is not None
         self.pool = sync_pool(settings, settings.database_url, name="tasks", autocommit=True, size=threads)
-        self.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=settings.redis_timeout + 5)
+        self.redis = sync_client(settings)
         self.pool.open(wait=True, timeout=max(settings.db_wait, settings.db_timeout))
 
     def close(self) -> None:
@@ -239,7 +240,7 @@ def create_queue(
     in-process (tests). The runs use the worker's open resources (`held`), else each opens its own."""
     if settings.redis_url is None or settings.database_url is None:
         raise ValueError("REDIS_URL and DATABASE_URL must be set to create the task queue")
-    huey = RedisHuey("analytics", url=settings.redis_url, immediate=immediate, utc=True)
+    huey = RedisHuey("analytics", url=settings.task_redis_url, immediate=immediate, utc=True)
     book = book or ScheduleBook(settings)
     for spec in TASKS:
         _register(huey, settings, spec.name, book, held)
@@ -306,7 +307,7 @@ class BookConsumer(Consumer):  # type: ignore[misc]
 def close_interrupted_runs(settings: Settings) -> int:
     """Runs left 'running' whose lock is gone (their worker died) are recorded as failures; how many."""
     assert settings.database_url is not None and settings.redis_url is not None
-    client = redis.Redis.from_url(settings.redis_url)
+    client = sync_client(settings)
     try:
         with psycopg.connect(settings.database_url, autocommit=True) as conn:
             running = conn.execute("SELECT id, task_name FROM task_runs WHERE status = 'running'").fetchall()

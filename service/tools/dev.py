@@ -25,7 +25,16 @@ from service.core.errors import first_line
 from service.core.settings import ConfigError, Settings
 from service.observability.exposition import MULTIPROC_ENV
 from service.storage.migrations import migrate
-from service.tools.localstack import Child, PostgresServer, RedisServer, StackError, ensure_binaries, free_port
+from service.tools.localstack import (
+    Child,
+    PostgresServer,
+    RedisClusterNodes,
+    RedisServer,
+    StackError,
+    ensure_binaries,
+    free_port,
+    start_replicas,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +70,14 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
     raise _Stop(signal.Signals(signum).name)
 
 
-def run(settings: Settings) -> int:
-    """Start everything, wait for a signal or a dead child, stop everything; the exit code."""
+def run(settings: Settings, redis_cluster: int = 0, replicas: int = 0) -> int:
+    """Start everything, wait for a signal or a dead child, stop everything; the exit code. `redis_cluster`:
+    masters of a Redis Cluster for the live state (0: a single Redis); `replicas`: streaming replicas of the
+    embedded PostgreSQL for the reads."""
+    if redis_cluster and (redis_cluster < 3 or settings.redis_url is not None):
+        raise ConfigError("--redis-cluster: expected at least 3 masters, with REDIS_URL unset (the embedded Redis)")
+    if replicas and settings.database_url is not None:
+        raise ConfigError("--replicas: replicas of the embedded PostgreSQL only; unset DATABASE_URL")
     data = Path(settings.data_dir).resolve()
     data.mkdir(parents=True, exist_ok=True)
     servers: list[PostgresServer | RedisServer] = []
@@ -83,11 +98,20 @@ def run(settings: Settings) -> int:
             servers.append(postgres)
             postgres.start()
             env["DATABASE_URL"] = postgres.url()
+            if replicas:
+                started = start_replicas(postgres, data, replicas)
+                servers += started
+                env["DATABASE_REPLICA_URLS"] = ",".join(replica.url() for replica in started)
         if settings.redis_url is None:
             redis_server = RedisServer(data, settings.dev_redis_port)
             servers.append(redis_server)
             redis_server.start()
             env["REDIS_URL"] = redis_server.url
+            if redis_cluster:
+                cluster = RedisClusterNodes(data, redis_cluster)
+                servers += cluster.nodes
+                cluster.start()
+                env.update(REDIS_URL=cluster.url, REDIS_CLUSTER="true", TASK_REDIS_URL=redis_server.url)
         with connect(env["DATABASE_URL"], settings.db_wait, prepared=settings.db_prepared_statements) as conn:
             engine = detect_engine(conn)
             outcome = migrate(conn, engine)
@@ -186,7 +210,9 @@ def _announce(settings: Settings, env: dict[str, str], data: Path) -> None:
         f"  metrics      {base}/metrics   ingest http://{settings.host}:{env['INGEST_METRICS_PORT']}/metrics"
         f"   worker http://{settings.host}:{env['WORKER_METRICS_PORT']}/metrics",
         f"  PostgreSQL   {env['DATABASE_URL']}",
-        f"  Redis        {env['REDIS_URL']}",
+        f"  Redis        {env['REDIS_URL']}"
+        + (f"   (cluster; task queue {env['TASK_REDIS_URL']})" if env.get("REDIS_CLUSTER") == "true" else ""),
+        *([f"  replicas     {env['DATABASE_REPLICA_URLS']}"] if env.get("DATABASE_REPLICA_URLS") else []),
         f"  data, logs   {data}",
         "",
     ]

@@ -11,6 +11,7 @@ import ctypes
 import logging
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -41,6 +42,25 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_cluster_port() -> int:
+    """A port for a Redis Cluster node: free, with its bus port (10,000 higher) free too, so at most 55535."""
+    while True:
+        port = free_port()
+        if port > 55535:
+            port = random.randrange(20_000, 55_535)  # noqa: S311 - a port, not a secret
+        if _is_free(port) and _is_free(port + 10_000):
+            return port
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def _die_with_parent(sig: int) -> Callable[[], None]:
     def preexec() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, sig)
@@ -58,6 +78,13 @@ def postgres_bindir() -> Path | None:
         return candidates[-1].parent
     found = shutil.which("postgres")
     return Path(found).parent if found and shutil.which("initdb") else None
+
+
+def _require_postgres_bindir() -> Path:
+    bindir = postgres_bindir()
+    if bindir is None:
+        raise StackError("PostgreSQL server binaries not found")
+    return bindir
 
 
 def ensure_binaries(install: bool = True) -> None:
@@ -186,12 +213,17 @@ class PostgresServer(_Server):
         return f"postgresql://{self.superuser}@127.0.0.1:{self.port}/{database or self.database}"
 
     def start(self, timeout: float = 60.0) -> None:
-        bindir = postgres_bindir()
-        if bindir is None:
-            raise StackError("PostgreSQL server binaries not found")
+        bindir = _require_postgres_bindir()
         self.directory.mkdir(parents=True, exist_ok=True)
         if not (self.pgdata / "PG_VERSION").exists():
             self._initdb(bindir)
+        self._serve(bindir, timeout)
+        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)).fetchone():
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.database)))
+
+    def _serve(self, bindir: Path, timeout: float) -> None:
+        """Run the server on the cluster in `pgdata` and wait until `_probe` passes."""
         self._refuse_running_server()
         argv = [
             str(bindir / "postgres"),
@@ -208,9 +240,6 @@ class PostgresServer(_Server):
             argv += ["-c", f"{key}={value}"]
         self.spawn(argv, self.user)
         self._wait_ready(self._probe, timeout)
-        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
-            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)).fetchone():
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.database)))
 
     def _initdb(self, bindir: Path) -> None:
         self.pgdata.mkdir(parents=True, exist_ok=True)
@@ -256,16 +285,106 @@ class PostgresServer(_Server):
         psycopg.connect(self.url("postgres"), connect_timeout=1).close()
 
 
+class PostgresReplica(PostgresServer):
+    """A read-only streaming replica of a running `PostgresServer`, in `directory/postgres`.
+
+    On first start the primary is copied with `pg_basebackup -R` (which also writes `standby.signal` and the
+    `primary_conninfo` to stream from); later starts reuse that copy, which catches up if the primary still has
+    the WAL (no replication slot holds it: delete the directory to copy again). The primary needs nothing of its
+    own: initdb's defaults (`wal_level=replica`, `max_wal_senders=10`, `host replication` for 127.0.0.1 in
+    pg_hba.conf, trusted) already allow the copy and the stream.
+    """
+
+    name = "postgres-replica"
+
+    def __init__(self, primary: PostgresServer, directory: Path, port: int = 0) -> None:
+        # The primary's options too: a standby refuses to start with fewer max_connections (and the like); and
+        # the primary's address of this run (its port may differ from the copy's `-R` one, which this overrides).
+        conninfo = f"host=127.0.0.1 port={primary.port} user={primary.superuser}"
+        super().__init__(directory, port, primary.database, {**primary.options, "primary_conninfo": conninfo})
+        self.primary = primary
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Copy the primary when there is no copy yet, then serve it read-only; back once it answers queries."""
+        bindir = _require_postgres_bindir()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if not (self.pgdata / "PG_VERSION").exists():
+            self._base_backup(bindir, timeout)
+        self._serve(bindir, timeout)
+
+    def _base_backup(self, bindir: Path, timeout: float) -> None:
+        self.pgdata.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self.user:
+            info = pwd.getpwnam(self.user)
+            os.chown(self.pgdata, info.pw_uid, info.pw_gid)
+        argv = [
+            str(bindir / "pg_basebackup"),
+            "--host=127.0.0.1",
+            f"--port={self.primary.port}",
+            f"--username={self.superuser}",
+            f"--pgdata={self.pgdata}",
+            "--write-recovery-conf",  # -R: standby.signal, and primary_conninfo pointing at the primary
+            "--wal-method=stream",
+            "--checkpoint=fast",  # else the copy waits for the primary's next scheduled checkpoint
+            "--no-password",
+        ]
+        try:
+            result = subprocess.run(
+                argv,
+                user=self.user,
+                group=self.user,
+                extra_groups=[] if self.user else None,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
+        except subprocess.TimeoutExpired:
+            shutil.rmtree(self.pgdata, ignore_errors=True)  # a partial copy would be mistaken for a complete one
+            raise StackError(f"pg_basebackup of {self.primary.url()} took longer than {timeout:.0f}s") from None
+        if result.returncode != 0:
+            shutil.rmtree(self.pgdata, ignore_errors=True)
+            raise StackError(f"pg_basebackup of {self.primary.url()} failed:\n{result.stderr.strip()}")
+
+    def _probe(self) -> None:
+        """Up once it answers queries as a standby (hot standby: consistent, replaying the primary's WAL)."""
+        with psycopg.connect(self.url("postgres"), connect_timeout=1) as conn:
+            row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+        if not (row and row[0]):
+            raise StackError(f"{self.name} on port {self.port} is not in recovery")
+
+
+def start_replicas(
+    primary: PostgresServer, directory: Path, count: int, timeout: float = 60.0
+) -> list[PostgresReplica]:
+    """Start `count` streaming replicas of `primary`, each in `directory/replica-<n>` on a free port; if one
+    fails, those already started are stopped before the error is raised."""
+    replicas: list[PostgresReplica] = []
+    try:
+        for n in range(1, count + 1):
+            replica = PostgresReplica(primary, directory / f"replica-{n}")
+            replica.start(timeout)
+            replicas.append(replica)
+    except BaseException:
+        for started in replicas:
+            started.stop()
+        raise
+    return replicas
+
+
 class RedisServer(_Server):
     """A Redis server keeping its append-only file in `directory/redis`."""
 
     name = "redis"
 
-    def __init__(self, directory: Path, port: int = 0, appendonly: bool = True) -> None:
+    def __init__(
+        self, directory: Path, port: int = 0, appendonly: bool = True, cluster: bool = False, name: str | None = None
+    ) -> None:
         super().__init__(directory, port)
+        self.name = name or self.name
         # On by default: the ingest stream lives here, and at most ~1 s of accepted events is at risk on a
         # power loss with `appendfsync everysec` (none on a Redis restart). Tests turn it off for speed.
         self.appendonly = appendonly
+        self.cluster = cluster  # a node of a Redis Cluster (`RedisClusterNodes` makes the cluster)
 
     @property
     def url(self) -> str:
@@ -275,11 +394,16 @@ class RedisServer(_Server):
         binary = shutil.which("redis-server")
         if binary is None:
             raise StackError("redis-server not found")
-        data = self.directory / "redis"
+        data = self.directory / self.name
         data.mkdir(parents=True, exist_ok=True)
+        # A node whose master is down keeps serving its own slots (a cluster without replicas here): only the
+        # communities of the lost slots fail.
+        cluster = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout",
+                   "2000", "--cluster-require-full-coverage", "no"] if self.cluster else []  # fmt: skip
         self.spawn(
             [
                 binary,
+                *cluster,
                 "--port",
                 str(self.port),
                 "--bind",
@@ -308,6 +432,81 @@ class RedisServer(_Server):
             client.ping()
         finally:
             client.close()
+
+
+class RedisClusterNodes:
+    """A Redis Cluster of `masters` nodes (no replicas) from the system's redis-server, in `directory/redis-cluster`,
+    created with `redis-cli --cluster create` (equal slot ranges). The nodes keep their ports across restarts
+    (recorded in `ports`), as each node's `nodes.conf` names the others by address."""
+
+    def __init__(self, directory: Path, masters: int = 3, appendonly: bool = True) -> None:
+        if masters < 3:
+            raise StackError("a Redis Cluster needs at least 3 masters")
+        self.directory = directory / "redis-cluster"
+        ports_file = self.directory / "ports"
+        ports = [int(p) for p in ports_file.read_text().split()] if ports_file.exists() else []
+        if len(ports) != masters:
+            ports = []
+            while len(ports) < masters:
+                port = free_cluster_port()
+                if all(abs(port - taken) not in (0, 10_000) for taken in ports):
+                    ports.append(port)
+        self.nodes = [
+            RedisServer(self.directory, port, appendonly, cluster=True, name=f"node-{i}")
+            for i, port in enumerate(ports)
+        ]
+
+    @property
+    def url(self) -> str:
+        """The URL of one node: the client discovers the others."""
+        return self.nodes[0].url
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        (self.directory / "ports").write_text(" ".join(str(node.port) for node in self.nodes))
+        for node in self.nodes:
+            node.start(timeout)
+        first = redis.Redis.from_url(self.url, socket_connect_timeout=1)
+        try:
+            if int(first.cluster("info").get("cluster_slots_assigned", 0)) == 0:
+                self._create()
+            deadline = time.monotonic() + timeout
+            while not self.ready():
+                if time.monotonic() > deadline:
+                    raise StackError(f"the Redis Cluster in {self.directory} did not reach cluster_state:ok")
+                time.sleep(0.1)
+        finally:
+            first.close()
+
+    def _create(self) -> None:
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            raise StackError("redis-cli not found (Debian package redis-tools)")
+        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+        done = subprocess.run(
+            [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise StackError(f"redis-cli --cluster create failed: {done.stdout[-500:]}{done.stderr[-500:]}")
+
+    def ready(self) -> bool:
+        """Every node says cluster_state:ok and knows every other node."""
+        for node in self.nodes:
+            client = redis.Redis.from_url(node.url, socket_connect_timeout=1)
+            try:
+                info = client.cluster("info")
+                if info.get("cluster_state") != "ok" or int(info.get("cluster_known_nodes", 0)) < len(self.nodes):
+                    return False
+            except redis.RedisError:
+                return False
+            finally:
+                client.close()
+        return True
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
 
 
 def _unprivileged_user() -> str:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
 
 import msgspec
 from litestar import Controller, Response, get
 from litestar.di import NamedDependency
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
 from service.core.errors import first_line
+from service.live.client import Master, cluster_masters
 from service.storage.migrations import pending
+from service.storage.replicas import ReplicaStatus
 from service.web.resources import Resources
 
 
@@ -23,26 +25,21 @@ class Check(msgspec.Struct, omit_defaults=True):
     pending: list[str] | None = None
 
 
-class Readiness(msgspec.Struct):
-    """Whether this process can serve: each check by name, and the storage engine in use."""
+class Readiness(msgspec.Struct, omit_defaults=True):
+    """Whether this process can serve: each check by name, and the storage engine in use; the read replicas
+    (DATABASE_REPLICA_URLS, left out when there are none) as the monitor last saw them, which never fail
+    readiness: without them the reads go to the primary."""
 
     status: str  # "ready" or "not ready"
     engine: str
     checks: dict[str, Check]
     failing: list[str]
+    replicas: list[ReplicaStatus] = []
+    redis_cluster: list[Master] = []  # the masters of the live Redis Cluster (REDIS_CLUSTER), left out otherwise
 
 
 class Liveness(msgspec.Struct):
     status: str
-
-
-async def _within(seconds: float, check: Awaitable[Check]) -> Check:
-    try:
-        return await asyncio.wait_for(check, seconds)
-    except TimeoutError:
-        return Check(ok=False, error=f"no answer within {seconds:g}s")
-    except Exception as exc:  # noqa: BLE001 - any failure is the check's answer
-        return Check(ok=False, error=first_line(exc))
 
 
 async def _database_and_schema(resources: Resources) -> tuple[Check, Check]:
@@ -62,9 +59,18 @@ async def _database_and_schema(resources: Resources) -> tuple[Check, Check]:
     return Check(ok=True), Check(ok=True)
 
 
-async def _redis(resources: Resources) -> Check:
-    await resources.redis.ping()
-    return Check(ok=True)
+async def _redis(resources: Resources) -> tuple[Check, list[Master]]:
+    """A single Redis answers PING; a cluster is ready while any master answers (a master that is down fails
+    the communities of its slots only), and every master is listed."""
+    client = resources.redis
+    if not isinstance(client, AsyncRedisCluster):
+        await client.ping()
+        return Check(ok=True), []
+    masters = await cluster_masters(client, resources.settings.redis_timeout)
+    down = [m.address for m in masters if not m.up]
+    if len(down) == len(masters):
+        return Check(ok=False, error="no master of the Redis Cluster answers"), masters
+    return Check(ok=True, error=f"masters down: {', '.join(down)}" if down else None), masters
 
 
 class HealthController(Controller):
@@ -86,12 +92,24 @@ class HealthController(Controller):
             except TimeoutError:
                 return Check(ok=False, error=f"no answer within {timeout:g}s"), Check(ok=False, error="unknown")
 
-        (db, schema), cache = await asyncio.gather(
-            database(), _within(resources.settings.redis_timeout + 1, _redis(resources))
-        )
+        async def live() -> tuple[Check, list[Master]]:
+            seconds = resources.settings.redis_timeout + 1
+            try:
+                return await asyncio.wait_for(_redis(resources), seconds)
+            except TimeoutError:
+                return Check(ok=False, error=f"no answer within {seconds:g}s"), []
+            except Exception as exc:  # noqa: BLE001 - any failure is the check's answer
+                return Check(ok=False, error=first_line(exc)), []
+
+        (db, schema), (cache, masters) = await asyncio.gather(database(), live())
         checks = {"database": db, "redis": cache, "migrations": schema}
         failing = [name for name, check in checks.items() if not check.ok]
         body = Readiness(
-            status="not ready" if failing else "ready", engine=resources.engine, checks=checks, failing=failing
+            status="not ready" if failing else "ready",
+            engine=resources.engine,
+            checks=checks,
+            failing=failing,
+            replicas=resources.reads.status(),
+            redis_cluster=masters,
         )
         return Response(body, status_code=HTTP_503_SERVICE_UNAVAILABLE if failing else HTTP_200_OK)

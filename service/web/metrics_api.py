@@ -1,8 +1,8 @@
 """`GET /metrics`: the API's Prometheus metrics, plus the storage figures read once per scrape.
 
 The counters and histograms come from every API worker process (multiprocess mode); the ingest backlog and
-lag, the members online, the connection pool and the up checks are read by the process answering the scrape,
-so each appears once however many processes there are.
+lag, the members online, the connection pool, the read replicas' lag and the up checks are read by the process
+answering the scrape, so each appears once however many processes there are.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from service.observability.exposition import CONTENT_TYPE, authorized, render
 from service.observability.metrics import (
     COMMUNITY_ONLINE,
     DB_POOL,
+    DB_REPLICA_LAG,
     DB_UP,
     INGEST_LAG,
     ONLINE_MEMBERS,
@@ -69,7 +70,14 @@ async def _database(resources: Resources) -> list[Metric]:
     pool = GaugeMetricFamily(DB_POOL.name, DB_POOL.documentation, labels=["state"])
     for state, key in (("size", "pool_size"), ("available", "pool_available"), ("waiting", "requests_waiting")):
         pool.add_metric([state], stats.get(key, 0))
-    return [_gauge(DB_UP, up), pool]
+    figures: list[Metric] = [_gauge(DB_UP, up), pool]
+    if replicas := resources.reads.status():  # as the replica monitor last measured them: no query here
+        lag = GaugeMetricFamily(DB_REPLICA_LAG.name, DB_REPLICA_LAG.documentation, labels=["replica"])
+        for replica in replicas:
+            if replica.lag_seconds is not None:
+                lag.add_metric([replica.name], replica.lag_seconds)
+        figures.append(lag)
+    return figures
 
 
 async def _redis(resources: Resources) -> list[Metric]:
@@ -81,8 +89,10 @@ async def _redis(resources: Resources) -> list[Metric]:
         return [_gauge(REDIS_UP, 0)]
     figures: list[Metric] = [_gauge(REDIS_UP, 1)]
     try:
-        stream = await _within(settings.redis_timeout * 2, stream_state(client))
-        online = await _within(settings.redis_timeout * 2, online_members(client, settings.metrics_top_communities))
+        stream = await _within(settings.redis_timeout * 2, stream_state(client, resources.shards))
+        online = await _within(
+            settings.redis_timeout * 2, online_members(client, resources.shards, settings.metrics_top_communities)
+        )
     except Exception as exc:  # noqa: BLE001 - left out of this scrape (absent, not a false 0)
         log.warning("metrics: could not read the live figures from Redis (%s)", first_line(exc))
         return figures

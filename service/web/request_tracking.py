@@ -16,7 +16,6 @@ from datetime import UTC, date, datetime
 from ipaddress import IPv4Address, IPv6Address, ip_network
 from typing import Any
 
-import redis.asyncio as aioredis
 from litestar import Litestar, Request, Response
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import Scope
@@ -25,6 +24,7 @@ from service.auth.tokens import Principal
 from service.core.errors import first_line
 from service.core.geoip import connection_address
 from service.errorlog.records import NewErrorLog
+from service.live.client import AsyncRedis
 from service.live.counters import add_requests
 from service.observability.request_metrics import route_of
 from service.web.resources import Resources
@@ -48,7 +48,7 @@ class RequestCounter:
         if user_id is not None:
             counts[2][user_id] += 1
 
-    async def flush(self, client: aioredis.Redis) -> None:
+    async def flush(self, client: AsyncRedis) -> None:
         """Move the counts to Redis; kept for the next flush when Redis cannot take them."""
         if not self._days:
             return

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import redis.asyncio as aioredis
 from litestar.datastructures import State
 from psycopg_pool import AsyncConnectionPool
 
@@ -12,9 +11,12 @@ from service.core.db import Engine
 from service.core.geoip import GeoResolver, Network
 from service.core.settings import Settings
 from service.errorlog.recorder import ErrorRecorder
+from service.live.client import AsyncRedis
+from service.live.keys import Shards
 from service.live.push import LiveHub
 from service.live.writer import LiveWriter
 from service.storage.migrations import SqlFile
+from service.storage.replicas import ReadRouter
 from service.tasks.worker import TaskQueue
 
 
@@ -35,9 +37,11 @@ class Resources:
         "pool",
         "proxies",
         "queue",
+        "reads",
         "redis",
         "schema",
         "settings",
+        "shards",
         "tokens",
     )
 
@@ -46,7 +50,9 @@ class Resources:
         *,
         settings: Settings,
         pool: AsyncConnectionPool,
-        redis: aioredis.Redis,
+        reads: ReadRouter,
+        redis: AsyncRedis,
+        shards: Shards,
         engine: Engine,
         schema: list[SqlFile],
         live: LiveWriter,
@@ -58,8 +64,10 @@ class Resources:
         hub: LiveHub,
     ) -> None:
         self.settings = settings
-        self.pool = pool
+        self.pool = pool  # the primary: writes, and reads of what the same request wrote
+        self.reads = reads  # report and listing reads: `await reads.run(lambda conn: ...)`, on a replica if fit
         self.redis = redis
+        self.shards = shards  # which shard holds a community's live state
         self.engine = engine
         self.schema = schema  # the migrations and rollups this engine should have applied
         self.live = live

@@ -15,13 +15,13 @@ import redis
 
 from service.core.db import detect_engine
 from service.core.settings import Settings
-from service.live.keys import GROUP, STREAM
+from service.live.keys import GROUP
 from service.storage.migrations import migrate
 from service.tools.localstack import PostgresServer
 from tests.ingest.conftest import MakeWorker
 from tests.ingest.test_worker import activity, count, enqueue
 from tests.processes import log_tail, service_env
-from tests.support import rows, staff_client
+from tests.support import STREAM, rows, staff_client
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -14,12 +14,11 @@ import redis
 from litestar.testing import TestClient
 
 from service.core.client_json import MAX_DEPTH, problem
-from service.live.keys import STREAM
 from service.live.stream import stream_events
 from service.observability.metrics import EVENTS_REPEATED
 from tests.conftest import settings_for
 from tests.processes import free_port, running, service_env, until
-from tests.support import bearer
+from tests.support import SINGLE, STREAM, bearer
 
 Client = TestClient[Any]
 TRACK = "/api/community-analytics/track/"
@@ -78,7 +77,7 @@ def test_integers_beyond_64_bits_are_refused_alone_in_a_batch(client: Client, re
         {"field": "[1].metadata.x[1]", "message": "integers must fit in 64 bits (-2^63 to 2^63 - 1)"}
     ]
     with redis.Redis.from_url(redis_url) as live:
-        assert stream_events(live) == 2
+        assert stream_events(live, SINGLE) == 2
 
 
 def test_the_rule_for_client_json() -> None:
@@ -123,7 +122,7 @@ def test_a_poison_request_does_not_fail_the_requests_sharing_its_write(
     statuses = [r.status_code for r in responses]
     assert statuses.count(400) == 10 and statuses.count(202) == 290, sorted(set(statuses))
     with redis.Redis.from_url(redis_url) as live:
-        assert stream_events(live) == 290
+        assert stream_events(live, SINGLE) == 290
 
 
 def test_a_reused_event_id_keeps_the_first_event_and_is_counted(client: Client, redis_url: str) -> None:
@@ -134,5 +133,5 @@ def test_a_reused_event_id_keeps_the_first_event_and_is_counted(client: Client, 
     assert client.post(TRACK, json={**first, "activity_type": "post", "user_id": 2}).status_code == 202
     assert client.post(TRACK, json=first).status_code == 202
     with redis.Redis.from_url(redis_url) as live:
-        assert stream_events(live) == 1
+        assert stream_events(live, SINGLE) == 1
     assert EVENTS_REPEATED.labels("activity")._value.get() - before == 2

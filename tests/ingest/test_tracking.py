@@ -15,11 +15,10 @@ from litestar.testing import TestClient
 
 from service.core.settings import Settings
 from service.live.counters import day_counts
-from service.live.keys import STREAM
 from service.live.realtime import Realtime, realtime
 from service.tools.localstack import RedisServer
 from tests.ingest.conftest import MakeWorker
-from tests.support import drain, rows, staff_client
+from tests.support import SINGLE, STREAM, drain, rows, staff_client
 
 Client = TestClient[Any]
 
@@ -86,7 +85,11 @@ def test_presence_counts_at_once(client: Client, settings: Settings) -> None:
         conn = redis.asyncio.Redis.from_url(settings.redis_url or "")
         try:
             today = datetime.now(UTC).strftime("%Y-%m-%d")
-            return await realtime(conn, 5), await realtime(conn, 6), await day_counts(conn, today, 5)
+            return (
+                await realtime(conn, SINGLE, 5),
+                await realtime(conn, SINGLE, 6),
+                await day_counts(conn, SINGLE, today, 5),
+            )
         finally:
             await conn.aclose()
 

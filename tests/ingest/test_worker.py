@@ -17,12 +17,12 @@ from litestar.testing import TestClient
 
 from service.core.settings import Settings
 from service.ingest.writer import write_batch
-from service.live.keys import DEAD_LETTERS, GROUP, STREAM
+from service.live.keys import GROUP
 from service.live.records import ActivityRecord, GeoRecord
 from service.live.stream import stream_backlog, stream_state
 from service.live.writer import LiveWriter
 from tests.ingest.conftest import MakeWorker
-from tests.support import drain, rows
+from tests.support import DEAD_LETTERS, SINGLE, STREAM, drain, rows
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
@@ -52,7 +52,7 @@ def enqueue(redis_url: str, records: list[ActivityRecord] | list[GeoRecord]) -> 
     async def go() -> None:
         client = aioredis.Redis.from_url(redis_url)
         try:
-            await LiveWriter(client, max_backlog=10**9).write(records)
+            await LiveWriter(client, SINGLE, max_backlog=10**9).write(records)
         finally:
             await client.aclose()
 
@@ -237,7 +237,7 @@ def test_the_task_and_metrics_count_the_backlog_alike(redis_url: str, make_worke
 
     async def scraped() -> int:
         async with aioredis.Redis.from_url(redis_url) as live:
-            return (await stream_state(live)).backlog
+            return (await stream_state(live, SINGLE)).backlog
 
-    assert stream_backlog(client) == (3, 1)
+    assert stream_backlog(client, SINGLE) == (3, 1)
     assert asyncio.run(scraped()) == 3

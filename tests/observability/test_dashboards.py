@@ -68,6 +68,8 @@ METRICS: dict[str, set[str]] = {
     "analytics_system_metric": {"metric_type"},
     "analytics_db_pool_connections": {"state"},
     "analytics_db_up": set(),
+    "analytics_db_reads_total": {"target"},
+    "analytics_db_replica_lag_seconds": {"replica"},
     "analytics_redis_up": set(),
     "analytics_process_start_time_seconds": {"pid"},
 }

@@ -31,11 +31,10 @@ from service.app import create_app
 from service.core.db import sync_pool
 from service.core.settings import Settings
 from service.ingest.worker import IngestWorker
-from service.live.keys import STREAM
 from service.live.records import encode
 from service.observability.exposition import MULTIPROC_ENV, mark_dead_processes, multiprocess_dir
 from tests.processes import free_port, running, service_env, until
-from tests.support import act, bearer, drain, rows, staff_client
+from tests.support import STREAM, act, bearer, drain, rows, staff_client
 
 ROOT = Path(__file__).resolve().parents[2]
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

@@ -22,10 +22,12 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 import redis
+from redis.cluster import RedisCluster
 
 from service.auth.tokens import issue_token
 from service.core.db import connect
 from service.core.settings import Settings
+from service.live.client import sync_client
 from service.tools.localstack import Child, PostgresServer, RedisServer, StackError, ensure_binaries, free_port
 
 if TYPE_CHECKING:
@@ -403,6 +405,36 @@ def flush_redis(redis_url: str) -> None:
         client.flushdb()
     finally:
         client.close()
+
+
+def flush_live(settings: Settings) -> None:
+    """Empty the live Redis of the settings: every master of a cluster."""
+    if not settings.redis_cluster:
+        assert settings.redis_url is not None
+        flush_redis(settings.redis_url)
+        return
+    client = sync_client(settings)
+    assert isinstance(client, RedisCluster)
+    try:
+        client.flushdb(target_nodes=RedisCluster.PRIMARIES)
+    finally:
+        client.close()
+
+
+def settle_live(settings: Settings) -> None:
+    """`wait_for_redis_persistence` on the live Redis of the settings: on every master of a cluster."""
+    if not settings.redis_cluster:
+        assert settings.redis_url is not None
+        wait_for_redis_persistence(settings.redis_url)
+        return
+    client = sync_client(settings)
+    assert isinstance(client, RedisCluster)
+    try:
+        nodes = [f"redis://{node.host}:{node.port}/0" for node in client.get_primaries()]  # type: ignore[no-untyped-call]
+    finally:
+        client.close()
+    for url in nodes:
+        wait_for_redis_persistence(url)
 
 
 def wait_for_redis_persistence(redis_url: str, timeout: float = 120.0) -> None:

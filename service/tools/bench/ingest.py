@@ -21,7 +21,6 @@ from typing import Any
 import msgspec
 import psycopg
 import redis
-import redis.asyncio as aioredis
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
@@ -31,6 +30,7 @@ from service.ingest.records import activity_record
 from service.ingest.schemas import TrackActivity
 from service.ingest.worker import IngestWorker
 from service.ingest.writer import ACTIVITY_COLUMNS
+from service.live.client import async_client, layout, sync_client
 from service.live.records import ActivityRecord
 from service.live.stream import stream_events
 from service.live.writer import LiveWriter
@@ -39,19 +39,21 @@ from service.tools.bench.harness import (
     BENCH_RATE_LIMIT,
     Bench,
     BenchError,
+    Credentials,
     HttpApp,
     OtherLoad,
     Progress,
     cores,
     credentials,
+    flush_live,
     flush_redis,
     machine,
     render_table,
     run_bench,
-    wait_for_redis_persistence,
+    settle_live,
 )
 from service.tools.bench.options import Options
-from service.tools.localstack import free_port
+from service.tools.localstack import RedisClusterNodes, free_port
 
 HTTP_WORKERS = 2
 WRK_THREADS = 2
@@ -303,13 +305,13 @@ def count_rows(database_url: str) -> int:
     return int(row[0])
 
 
-def fill_stream(redis_url: str, records: Sequence[ActivityRecord]) -> float:
-    """Put `records` into the stream through the service's LiveWriter, CHUNK per call; the seconds it took."""
+def fill_stream(settings: Settings, records: Sequence[ActivityRecord]) -> float:
+    """Put `records` into the streams through the service's LiveWriter, CHUNK per call; the seconds it took."""
 
     async def fill() -> float:
-        client = aioredis.Redis.from_url(redis_url)
+        client = async_client(settings)
         try:
-            writer = LiveWriter(client, MAX_BACKLOG)
+            writer = LiveWriter(client, layout(settings), MAX_BACKLOG)
             start = time.perf_counter()
             for i in range(0, len(records), CHUNK):
                 await writer.write(records[i : i + CHUNK])
@@ -343,7 +345,7 @@ def drain_stream(settings: Settings, expected: int) -> float:
     assert settings.database_url is not None and settings.redis_url is not None
     pool = sync_pool(settings, settings.database_url)
     pool.open(wait=True)
-    client = redis.Redis.from_url(settings.redis_url)
+    client = sync_client(settings)
     worker = IngestWorker(settings, pool, client, "bench", threading.Event())
     runner = threading.Thread(target=worker.run, name="bench-ingest")
     try:
@@ -406,7 +408,7 @@ def run(settings: Settings, options: Options) -> int:
             f"using DATABASE_URL: the bench TRUNCATEs {TABLE} there (before, between runs and after)",
             "using REDIS_URL: the bench FLUSHes that Redis database (before, between runs and after)",
         )
-        return _benchmark(settings, options, bench.progress, wrk, bench.directory, urls, bench.apps, bench.wall, idle)
+        return _benchmark(settings, options, bench, wrk, urls, idle)
 
     return run_bench(settings, body, _clean_external)
 
@@ -425,37 +427,41 @@ def _clean_external(bench: Bench) -> None:
 
 
 @dataclass(frozen=True)
-class HttpFigures:
-    """The HTTP measurements: the minimal route, then the service's single-event and batch tracking."""
-
-    base: WrkResult
-    single: WrkResult
-    batch: WrkResult
-    missing: int  # events answered 202 that the stream does not hold
-
-
-@dataclass(frozen=True)
 class StreamFigures:
-    """The stream -> table measurement: seconds to fill the stream, to COPY the rows, to drain the stream."""
+    """The stream -> table measurement: seconds to fill the streams, to COPY the rows, to drain the streams."""
 
     fill_seconds: float
     copy_seconds: float
     drain_seconds: float
+    disturbed: bool
+
+
+@dataclass
+class Run:
+    """The service's measurements on one kind of Redis."""
+
+    where: str  # "a single Redis" or "a Redis Cluster"
+    shards: int  # ingest streams
+    single: WrkResult
+    batch: WrkResult
+    missing: int  # events answered 202 that the streams do not hold
+    single_disturbed: bool
+    batch_disturbed: bool
+    stream: StreamFigures | None = None
 
 
 def _benchmark(
     settings: Settings,
     options: Options,
-    progress: Progress,
+    bench: Bench,
     wrk: str,
-    directory: Path,
     urls: tuple[str, str],
-    apps: list[HttpApp],
-    wall: float,
     idle: float | None,
 ) -> int:
-    """The three measurements and the report, on servers that are up; the exit code."""
+    """The measurements (on a Redis Cluster too with --redis-cluster) and the report, on servers that are up;
+    the exit code."""
     database_url, redis_url = urls
+    progress = bench.progress
     with progress.step("migrating"), connect(database_url, wait=settings.db_wait) as conn:
         engine = detect_engine(conn)
         migrate(conn, engine)
@@ -466,50 +472,74 @@ def _benchmark(
     )
     rng = seeded(20260101)
     load = OtherLoad()
-    http = _measure_http(settings, options, progress, load, wrk, directory, apps, rng)
-    stream = _measure_stream(settings, options, progress, load, rng)
-    return _report(settings, options, engine, load, http, stream, wall, idle)
+    auth = credentials(settings)
+    scripts = {
+        path: write_script(bench.directory / f"{name}.lua", bodies, auth.header)
+        for path, name, bodies in ((TRACK_PATH, "single", single_bodies(rng)), (BATCH_PATH, "batch", batch_bodies(rng)))
+    }
+    base = _measure_minimal(options, progress, load, wrk, bench, auth, scripts)
+    runs = [_measure_service(settings, options, progress, load, wrk, bench, auth, scripts, base)]
+    runs[0].stream = _measure_stream(settings, options, progress, load, rng)
+    if options.redis_cluster:
+        with progress.step(f"starting a Redis Cluster of {options.redis_cluster} masters"):
+            cluster = RedisClusterNodes(bench.directory, options.redis_cluster)
+            bench.servers.extend(cluster.nodes)
+            cluster.start()
+        on_cluster = msgspec.structs.replace(
+            settings, redis_url=cluster.url, redis_cluster=True, task_redis_url_raw=redis_url
+        )
+        runs.append(_measure_service(on_cluster, options, progress, load, wrk, bench, auth, scripts, base))
+        runs[1].stream = _measure_stream(on_cluster, options, progress, load, rng)
+    return _report(settings, options, engine, load, base, runs, bench.wall, idle)
 
 
-def _measure_http(
+def _measure_minimal(
+    options: Options,
+    progress: Progress,
+    load: OtherLoad,
+    wrk: str,
+    bench: Bench,
+    auth: Credentials,
+    scripts: Mapping[str, Path],
+) -> WrkResult:
+    """The baseline: a minimal Litestar POST route on the same uvicorn, same worker count, answering the same
+    requests (Authorization header included: it reads no header)."""
+    port = free_port()
+    argv = [sys.executable, "-m", "uvicorn", "service.tools.bench.minimal:app", "--workers", str(HTTP_WORKERS),
+            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-proxy-headers",
+            "--no-server-header"]  # fmt: skip
+    minimal = HttpApp(bench.directory, "minimal", argv, dict(os.environ), port, auth.header)
+    bench.apps.append(minimal)
+    with progress.step(f"starting the minimal app ({HTTP_WORKERS} uvicorn workers)"):
+        minimal.start()
+    minimal.expect(TRACK_PATH, single_bodies(seeded(1), 1)[0])
+    _, base = measure(progress, load, wrk, minimal, TRACK_PATH, scripts[TRACK_PATH], "minimal POST", options)
+    minimal.stop()
+    return base
+
+
+def _measure_service(
     settings: Settings,
     options: Options,
     progress: Progress,
     load: OtherLoad,
     wrk: str,
-    directory: Path,
-    apps: list[HttpApp],
-    rng: random.Random,
-) -> HttpFigures:
-    """The minimal route's baseline, then the service's tracking, both answering the same requests."""
+    bench: Bench,
+    auth: Credentials,
+    scripts: Mapping[str, Path],
+    base: WrkResult,
+) -> Run:
+    """The service's single-event and batch tracking on the settings' Redis (single or cluster); no ingest
+    worker runs, the streams grow. The service authenticates every request and rate-limits tracking."""
     assert settings.database_url is not None and settings.redis_url is not None
-    # The service authenticates every request and rate-limits tracking: both apps get the same requests,
-    # Authorization header included (the minimal route reads no header).
-    auth = credentials(settings)
-    single_script = write_script(directory / "single.lua", single_bodies(rng), auth.header)
-    batch_script = write_script(directory / "batch.lua", batch_bodies(rng), auth.header)
-    probe_single = single_bodies(seeded(1), 1)[0]
-    probe_batch = batch_bodies(seeded(2), 1)[0]
-
-    # 1. the baseline: a minimal Litestar POST route on the same uvicorn, same worker count
-    port = free_port()
-    argv = [sys.executable, "-m", "uvicorn", "service.tools.bench.minimal:app", "--workers", str(HTTP_WORKERS),
-            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-proxy-headers",
-            "--no-server-header"]  # fmt: skip
-    minimal = HttpApp(directory, "minimal", argv, dict(os.environ), port, auth.header)
-    apps.append(minimal)
-    with progress.step(f"starting the minimal app ({HTTP_WORKERS} uvicorn workers)"):
-        minimal.start()
-    minimal.expect(TRACK_PATH, probe_single)
-    _, base = measure(progress, load, wrk, minimal, TRACK_PATH, single_script, "minimal POST", options)
-    minimal.stop()
-
-    # 2. the service: single-event and batch tracking; no ingest worker runs, the stream grows
+    where = "a Redis Cluster" if settings.redis_cluster else "a single Redis"
     port = free_port()
     env = {
         **os.environ,
         "DATABASE_URL": settings.database_url,
         "REDIS_URL": settings.redis_url,
+        "REDIS_CLUSTER": "true" if settings.redis_cluster else "false",
+        "TASK_REDIS_URL": settings.task_redis_url or settings.redis_url,
         "ANALYTICS_HOST": "127.0.0.1",
         "ANALYTICS_PORT": str(port),
         "ANALYTICS_WORKERS": str(HTTP_WORKERS),
@@ -517,31 +547,41 @@ def _measure_http(
         "INGEST_MAX_BACKLOG": str(MAX_BACKLOG),
         **auth.env,
     }
-    service = HttpApp(directory, "service", [sys.executable, "-m", "service", "serve"], env, port, auth.header)
-    apps.append(service)
-    with progress.step(f"starting the service (`analytics serve`, {HTTP_WORKERS} uvicorn workers)"):
+    service = HttpApp(bench.directory, "service", [sys.executable, "-m", "service", "serve"], env, port, auth.header)
+    bench.apps.append(service)
+    with progress.step(f"starting the service on {where} (`analytics serve`, {HTTP_WORKERS} uvicorn workers)"):
         service.start()
-    service.expect(TRACK_PATH, probe_single)
-    service.expect(BATCH_PATH, probe_batch, accepted=BATCH_SIZE)
+    service.expect(TRACK_PATH, single_bodies(seeded(1), 1)[0])
+    service.expect(BATCH_PATH, batch_bodies(seeded(2), 1)[0], accepted=BATCH_SIZE)
     single_warmup, single = measure(
-        progress, load, wrk, service, TRACK_PATH, single_script, "single-event tracking", options
+        progress, load, wrk, service, TRACK_PATH, scripts[TRACK_PATH], f"single-event tracking, {where}", options
     )
-    batch_warmup, batch = measure(progress, load, wrk, service, BATCH_PATH, batch_script, BATCH_LABEL, options)
+    batch_warmup, batch = measure(
+        progress, load, wrk, service, BATCH_PATH, scripts[BATCH_PATH], f"{BATCH_LABEL}, {where}", options
+    )
     service.stop()
-    # Every answered request must have put its events into the stream (requests still in flight when wrk
+    # Every answered request must have put its events into the streams (requests still in flight when wrk
     # stopped may have added a few more).
     answered = 1 + BATCH_SIZE + single_warmup.requests + single.requests
     answered += BATCH_SIZE * (batch_warmup.requests + batch.requests)
-    client = redis.Redis.from_url(settings.redis_url)
+    client = sync_client(settings)
     try:
-        streamed = stream_events(client)
+        streamed = stream_events(client, layout(settings))
     finally:
         client.close()
-    progress.note(f"the stream holds {streamed:,} events; wrk saw {answered:,} events answered")
+    progress.note(f"the streams hold {streamed:,} events; wrk saw {answered:,} events answered")
     missing = max(0, answered - streamed)
     if missing:
-        progress.warn(f"{missing:,} answered events are missing from the stream")
-    return HttpFigures(base, single, batch, missing)
+        progress.warn(f"{missing:,} answered events are missing from the streams")
+    return Run(
+        where,
+        layout(settings).count,
+        single,
+        batch,
+        missing,
+        load.disturbed("minimal POST", f"single-event tracking, {where}"),
+        load.disturbed("minimal POST", f"{BATCH_LABEL}, {where}"),
+    )
 
 
 def _measure_stream(
@@ -549,30 +589,32 @@ def _measure_stream(
 ) -> StreamFigures:
     """Stream -> table: the ingest worker against a raw COPY of the same rows."""
     assert settings.database_url is not None and settings.redis_url is not None
-    database_url, redis_url = settings.database_url, settings.redis_url
-    flush_redis(redis_url)
+    database_url = settings.database_url
+    flush_live(settings)
     with progress.step(f"making {options.events:,} records"):
         records = stream_records(settings, rng, options.events)
     with progress.step(f"filling the stream through LiveWriter ({CHUNK:,} records per call)"):
-        fill_seconds = fill_stream(redis_url, records)
+        fill_seconds = fill_stream(settings, records)
     reset_table(database_url)
-    wait_for_redis_persistence(redis_url)
-    with progress.step(f"raw COPY of {options.events:,} rows"), load.watch("raw COPY", progress):
+    settle_live(settings)
+    where = "a Redis Cluster" if settings.redis_cluster else "a single Redis"
+    with progress.step(f"raw COPY of {options.events:,} rows"), load.watch(f"raw COPY, {where}", progress):
         copy_seconds = raw_copy(database_url, records)
     copied = count_rows(database_url)
     reset_table(database_url)
-    wait_for_redis_persistence(redis_url)
+    settle_live(settings)
+    label = f"ingest worker, {where}"
     with (
-        progress.step(f"IngestWorker.run() until {options.events:,} events are stored"),
-        load.watch("ingest worker", progress),
+        progress.step(f"IngestWorker.run() until {options.events:,} events are stored ({label})"),
+        load.watch(label, progress),
     ):
         drain_seconds = drain_stream(settings, options.events)
     stored = count_rows(database_url)
-    for label, count in (("raw COPY", copied), ("the ingest worker", stored)):
+    for what, count in (("raw COPY", copied), ("the ingest worker", stored)):
         if count != options.events:
-            raise BenchError(f"{label} left {count:,} rows in {TABLE}, expected {options.events:,}")
+            raise BenchError(f"{what} left {count:,} rows in {TABLE}, expected {options.events:,}")
     reset_table(database_url)
-    return StreamFigures(fill_seconds, copy_seconds, drain_seconds)
+    return StreamFigures(fill_seconds, copy_seconds, drain_seconds, load.disturbed(f"raw COPY, {where}", label))
 
 
 def _report(
@@ -580,52 +622,74 @@ def _report(
     options: Options,
     engine: str,
     load: OtherLoad,
-    http: HttpFigures,
-    stream: StreamFigures,
+    base: WrkResult,
+    runs: list[Run],
     wall: float,
     idle: float | None,
 ) -> int:
-    """The table of ratios and the notes; the exit code (1 when a measurement is not valid)."""
+    """The table of ratios (a block per kind of Redis) and the notes; the exit code (1 when a measurement is
+    not valid)."""
     assert settings.database_url is not None and settings.redis_url is not None
-    base, single, batch = http.base, http.single, http.batch
-    copy_rate = options.events / stream.copy_seconds
-    drain_rate = options.events / stream.drain_seconds
-    batch_events = batch.rate * BATCH_SIZE
     base_text = f"minimal POST {base.rate:,.0f} req/s"
-    rows = [
-        Row("single-event tracking", f"{single.rate:,.0f} req/s", base_text, single.rate / base.rate, SINGLE_GOAL,
-            not (single.errors or base.errors), load.disturbed("minimal POST", "single-event tracking")),
-        Row(BATCH_LABEL, f"{batch_events:,.0f} ev/s", base_text, batch_events / base.rate, None,
-            not (batch.errors or base.errors), load.disturbed("minimal POST", BATCH_LABEL)),
-        Row("stream -> table", f"{drain_rate:,.0f} ev/s", f"raw COPY {copy_rate:,.0f} rows/s", drain_rate / copy_rate,
-            INGEST_GOAL, True, load.disturbed("raw COPY", "ingest worker")),
-    ]  # fmt: skip
+    rows: list[Row] = []
+    notes = [""]
+    for run in runs:
+        assert run.stream is not None
+        suffix = "" if len(runs) == 1 else f" ({run.where.removeprefix('a ')})"
+        copy_rate = options.events / run.stream.copy_seconds
+        drain_rate = options.events / run.stream.drain_seconds
+        batch_events = run.batch.rate * BATCH_SIZE
+        rows += [
+            Row(f"single-event tracking{suffix}", f"{run.single.rate:,.0f} req/s", base_text,
+                run.single.rate / base.rate, SINGLE_GOAL, not (run.single.errors or base.errors), run.single_disturbed),
+            Row(f"{BATCH_LABEL}{suffix}", f"{batch_events:,.0f} ev/s", base_text, batch_events / base.rate, None,
+                not (run.batch.errors or base.errors), run.batch_disturbed),
+            Row(f"stream -> table{suffix}", f"{drain_rate:,.0f} ev/s", f"raw COPY {copy_rate:,.0f} rows/s",
+                drain_rate / copy_rate, INGEST_GOAL, True, run.stream.disturbed),
+        ]  # fmt: skip
+        notes += [
+            f"latency p50 / p99 on {run.where}: single {run.single.p50_ms:.1f} / {run.single.p99_ms:.1f} ms, "
+            f"batch {run.batch.p50_ms:.1f} / {run.batch.p99_ms:.1f} ms (minimal {base.p50_ms:.1f} / "
+            f"{base.p99_ms:.1f} ms)",
+            f"stream -> table on {run.where}: {options.events:,} events; IngestWorker.run() with INGEST_BATCH_SIZE "
+            f"{settings.ingest_batch_size:,} until drained ({run.stream.drain_seconds:.2f} s) vs one COPY in one "
+            f"transaction ({run.stream.copy_seconds:.2f} s); streams filled by LiveWriter at "
+            f"{options.events / run.stream.fill_seconds:,.0f} ev/s (not part of the ratio)",
+        ]
+    if len(runs) > 1:
+        single, cluster = runs
+        assert single.stream is not None and cluster.stream is not None
+        notes.append(
+            f"the cluster ({options.redis_cluster} masters, {cluster.shards} shards) against the single Redis, "
+            f"same run: single-event {cluster.single.rate / single.single.rate:.0%}, batch "
+            f"{cluster.batch.rate / single.batch.rate:.0%}, stream -> table "
+            f"{single.stream.drain_seconds / cluster.stream.drain_seconds:.0%}; every node on the same {cores()} cores"
+        )
     threads = min(WRK_THREADS, options.connections)
     header = (
         f"ingest benchmark ({cores()} cores, wrk {threads} threads x {options.connections} connections, "
         f"{options.duration} s each after a {WARMUP_SECONDS} s warm-up; {HTTP_WORKERS} uvicorn workers; "
         f"engine {engine})"
     )
-    notes = [
-        "",
+    notes += [
         "tracking measured with authentication and rate limiting: every request carries a service JWT (HS256) "
         "that the authentication middleware verifies (cached per process after the first request), and passes "
         f"the tracking rate limiter (counted per process, flushed to Redis; RATE_LIMIT_TRACK {BENCH_RATE_LIMIT:,} "
         "so the bench's one token is never refused); the minimal route gets the same requests and checks nothing",
-        f"batch: events/s through the batch route ({batch.rate:,.0f} req/s x {BATCH_SIZE} events) compared with "
-        "requests/s of the minimal route (one event per request)",
-        f"latency p50 / p99: minimal {base.p50_ms:.1f} / {base.p99_ms:.1f} ms, single {single.p50_ms:.1f} / "
-        f"{single.p99_ms:.1f} ms, batch {batch.p50_ms:.1f} / {batch.p99_ms:.1f} ms",
-        f"stream -> table: {options.events:,} events; IngestWorker.run() with INGEST_BATCH_SIZE "
-        f"{settings.ingest_batch_size:,} until drained ({stream.drain_seconds:.2f} s) vs one COPY in one "
-        f"transaction ({stream.copy_seconds:.2f} s); stream filled by LiveWriter at "
-        f"{options.events / stream.fill_seconds:,.0f} ev/s (not part of the ratio)",
+        f"batch: events/s through the batch route ({BATCH_SIZE} events per request) compared with requests/s of "
+        "the minimal route (one event per request)",
     ]
-    invalid = [(label, r) for label, r in (("minimal POST", base), ("single", single), ("batch", batch)) if r.errors]
+    measured = [
+        (f"{label}, {run.where}", r) for run in runs for label, r in (("single", run.single), ("batch", run.batch))
+    ]
+    invalid = [(label, r) for label, r in measured if r.errors]
+    if base.errors:
+        invalid.append(("minimal POST", base))
     for label, r in invalid:
         notes.append(f"!!! {label}: {r.problems()} -- the figures of this run are NOT valid")
-    if http.missing:
-        notes.append(f"!!! {http.missing:,} events answered 202 are missing from the stream")
+    missing = sum(run.missing for run in runs)
+    if missing:
+        notes.append(f"!!! {missing:,} events answered 202 are missing from the streams")
     notes.append(machine(settings.database_url, settings.redis_url))
     notes.append(load.summary())
     idle_text = "unknown" if idle is None else f"{idle:.0%}"
@@ -636,4 +700,4 @@ def _report(
         )
     )
     print("\n".join(notes), flush=True)
-    return 1 if invalid or http.missing else 0
+    return 1 if invalid or missing else 0

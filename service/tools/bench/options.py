@@ -27,6 +27,9 @@ class Options:
     samples: int = field(default=200, metadata={"help": "queries: timed requests per endpoint, after 20 warm-up ones"})
     streams: int = field(default=1_000, metadata={"help": "live: idle streams held open"})
     live_events: int = field(default=50, metadata={"help": "live: tracked events timed to their subscribers"})
+    redis_cluster: int = field(
+        default=0, metadata={"help": "ingest: measure on a Redis Cluster of this many masters too (at least 3)"}
+    )
     raw_samples: int = field(
         default=20, metadata={"help": "queries: timed computations from the raw tables per endpoint"}
     )

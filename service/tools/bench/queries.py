@@ -25,7 +25,7 @@ from service.core.db import Engine, connect, detect_engine
 from service.core.settings import Settings
 from service.core.windows import Window, minutes, percent
 from service.geo.figures import nest
-from service.live.keys import DAY_TTL, counts_key, minute_key, peak_key, presence_key
+from service.live.keys import DAY_TTL, Shards, shards
 from service.storage.migrations import migrate
 from service.storage.rollups import refresh
 from service.tools.bench.harness import (
@@ -302,7 +302,7 @@ def raw_report(raw: Raw, community: int | None, window: Window) -> dict[str, Any
     views, visitors, previous, returning, stored_peak = raw.one(_RAW_REPORT, params)
     (seconds,) = raw.one(_RAW_SESSIONS, {**params, "gap": SESSION_GAP})
     today = (window.end - timedelta(days=1)).strftime("%Y-%m-%d")
-    live_peak = raw.redis.hget(peak_key(today), str(community))
+    live_peak = raw.redis.hget(shards(1, False).all[0].peak_key(today), str(community))  # the one unsharded Redis
     metrics = {
         "total_views": int(views),
         "unique_visitors": int(visitors),
@@ -562,7 +562,9 @@ def size(n: int) -> str:
     return f"{value:.1f} {unit}"
 
 
-def fill_redis(conn: psycopg.Connection[Any], client: redis.Redis, now: datetime, data_end: datetime) -> None:
+def fill_redis(
+    conn: psycopg.Connection[Any], client: redis.Redis, now: datetime, data_end: datetime, layout: Shards
+) -> None:
     """Give Redis the live state the tracking path would hold: daily counters of the last 8 days, today's peaks,
     and presence and per-minute counters from the data set's last 15 minutes (shifted to end now)."""
     shift = now - data_end
@@ -575,13 +577,12 @@ def fill_redis(conn: psycopg.Connection[Any], client: redis.Redis, now: datetime
     ).fetchall()
     for bucket, community, kind, events in rows:
         day = bucket.astimezone(UTC).strftime("%Y-%m-%d")
-        pipe.hincrby(counts_key(day, community), f"{kind}_count", events)
-        pipe.hincrby(counts_key(day, community), "events", events)
-        pipe.hincrby(counts_key(day), f"{kind}_count", events)
-    for day in {bucket.astimezone(UTC).strftime("%Y-%m-%d") for bucket, *_ in rows}:
-        pipe.expire(counts_key(day), DAY_TTL)
-    for bucket, community, *_ in rows:
-        pipe.expire(counts_key(bucket.astimezone(UTC).strftime("%Y-%m-%d"), community), DAY_TTL)
+        shard = layout.of(community)
+        pipe.hincrby(shard.counts_key(day, community), f"{kind}_count", events)
+        pipe.hincrby(shard.counts_key(day, community), "events", events)
+        pipe.hincrby(shard.counts_key(day), f"{kind}_count", events)
+        pipe.expire(shard.counts_key(day), DAY_TTL)
+        pipe.expire(shard.counts_key(day, community), DAY_TTL)
     recent = conn.execute(
         "SELECT community_id, user_id, max(time) FROM activity_events "
         "WHERE time > %s AND community_id IS NOT NULL AND user_id IS NOT NULL GROUP BY 1, 2",
@@ -589,26 +590,27 @@ def fill_redis(conn: psycopg.Connection[Any], client: redis.Redis, now: datetime
     ).fetchall()
     online: Counter[int] = Counter()
     for community, user, seen in recent:
-        pipe.zadd(presence_key(community), {str(user): (seen + shift).timestamp()})
+        pipe.zadd(layout.of(community).presence_key(community), {str(user): (seen + shift).timestamp()})
         online[community] += 1
     for community in online:
-        pipe.expire(presence_key(community), 600)
+        pipe.expire(layout.of(community).presence_key(community), 600)
+        pipe.zadd(layout.of(community).online, {str(community): now.timestamp()})
     minutes = conn.execute(
         "SELECT community_id, floor(extract(epoch FROM time + %s) / 60)::bigint, count(*) FROM activity_events "
         "WHERE time > %s AND community_id IS NOT NULL GROUP BY 1, 2",
         (shift, data_end - timedelta(minutes=15)),
     ).fetchall()
     for community, minute, events in minutes:
-        pipe.set(minute_key(community, minute), events, ex=1200)
+        pipe.set(layout.of(community).minute_key(community, minute), events, ex=1200)
     members = conn.execute(
         "SELECT community_id, count(*) FROM community_members_daily WHERE bucket = %s AND community_id IS NOT NULL "
         "GROUP BY 1",
         (today,),
     ).fetchall()
-    peaks = peak_key(now.strftime("%Y-%m-%d"))
     for community, count in members:
+        peaks = layout.of(community).peak_key(now.strftime("%Y-%m-%d"))
         pipe.hset(peaks, str(community), max(online[community], math.ceil(count / 8)))
-    pipe.expire(peaks, DAY_TTL)
+        pipe.expire(peaks, DAY_TTL)
     pipe.execute()
 
 
@@ -826,7 +828,7 @@ def _benchmark(bench: Bench, options: Options, urls: tuple[str, str], idle: floa
         client = redis.Redis.from_url(redis_url)
         try:
             with progress.step("live state in Redis"):
-                fill_redis(conn, client, datetime.now(UTC), now)
+                fill_redis(conn, client, datetime.now(UTC), now, shards(1, False))
             activity = volumes(
                 conn, "SELECT community_id, sum(events) FROM activity_daily WHERE community_id IS NOT NULL GROUP BY 1"
             )
