@@ -9,17 +9,22 @@ import sys
 import zipfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
 
-from service.core.settings import ENV_NAMES, from_env
+from service.core.settings import CLUSTER_SHARDS, ENV_NAMES, from_env
 from service.storage.migrations import DB_DIR
 from tests.conftest import REDIS_IMAGE, TIMESCALEDB_IMAGE
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "compose.yaml"
-ONE_SHOT = {"migrate", "demo"}
+SCALE_ENV = ROOT / "scale.env"
+REDIS_NODES = ("redis-node-1", "redis-node-2", "redis-node-3")
+# The `scale` profile: a Redis Cluster and a streaming replica of timescaledb, configured by scale.env.
+SCALE = {*REDIS_NODES, "redis-cluster", "timescaledb-replica"}
+ONE_SHOT = {"migrate", "demo", "redis-cluster"}
 # Variables app services may set that are not settings of service/core/settings.py, and why. None so far.
 ENV_EXCEPTIONS: dict[str, str] = {}
 SETTINGS = set(ENV_NAMES.values())
@@ -55,10 +60,35 @@ def app_services(services: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any
     return {name: s for name, s in services.items() if "build" in s}
 
 
-def environment(service: dict[str, Any]) -> dict[str, str]:
+def environment(service: dict[str, Any], environ: dict[str, str] | None = None) -> dict[str, str]:
+    """A service's environment as compose hands it over, interpolated with `environ` (default: empty)."""
     env = service.get("environment") or {}
     assert isinstance(env, dict), "environment is written as a mapping"
-    return {k: interpolate(str(v)) for k, v in env.items()}
+    return {k: interpolate(str(v), environ) for k, v in env.items()}
+
+
+def read_env_file(path: Path, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """An env file of KEY=VALUE lines and comments; Compose v2 interpolates each value with `environ` (the shell's)
+    and the lines before it."""
+    values: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        assert sep and re.fullmatch(r"[A-Z][A-Z0-9_]*", key), f"{path.name}: not a KEY=VALUE line: {line!r}"
+        assert not value.startswith(("'", '"')), f"{path.name}: {key} is quoted; keep values plain"
+        values[key] = interpolate(value, {**(environ or {}), **values})
+    return values
+
+
+def scripts(service: dict[str, Any]) -> list[str]:
+    """The strings compose passes to a container's shell or process: command, entrypoint, healthcheck test."""
+    found: list[str] = []
+    for value in (service.get("command"), service.get("entrypoint"), (service.get("healthcheck") or {}).get("test")):
+        if value is not None:
+            found.extend([value] if isinstance(value, str) else map(str, value))
+    return found
 
 
 def test_services_of_the_stack(services: dict[str, dict[str, Any]]) -> None:
@@ -72,9 +102,12 @@ def test_services_of_the_stack(services: dict[str, dict[str, Any]]) -> None:
         "prometheus",
         "grafana",
         "demo",
+        *SCALE,
     }
     assert services["demo"]["profiles"] == ["demo"]
-    assert all("profiles" not in s for name, s in services.items() if name != "demo")
+    for name in SCALE:
+        assert services[name].get("profiles") == ["scale"], name
+    assert all("profiles" not in s for name, s in services.items() if name not in {"demo", *SCALE})
     assert set(app_services(services)) == {"migrate", "api", "ingest", "worker", "demo"}
 
 
@@ -100,6 +133,62 @@ def test_commands(services: dict[str, dict[str, Any]]) -> None:
     assert "--appendonly yes" in redis_command and "--appendfsync everysec" in redis_command
 
 
+def test_scale_profile_commands(services: dict[str, dict[str, Any]]) -> None:
+    """The Redis Cluster and the replica are made as `analytics dev --redis-cluster 3 --replicas 1` makes them."""
+    for name in REDIS_NODES:
+        command = " ".join(services[name]["command"])
+        assert command.startswith("redis-server "), name
+        for option in (
+            "--cluster-enabled yes",
+            "--cluster-config-file nodes.conf",
+            # A master down fails only the communities of its slots, not the whole cluster.
+            "--cluster-require-full-coverage no",
+            "--appendonly yes",
+            "--appendfsync everysec",
+            # Clients are sent host names, which survive the containers' new IPs on a restart.
+            f"--cluster-announce-hostname {name}",
+            "--cluster-preferred-endpoint-type hostname",
+        ):
+            assert option in command, f"{name}: {option}"
+        assert services[name]["volumes"] == [f"{name}-data:/data"]
+    create = " ".join(services["redis-cluster"]["command"])
+    assert services["redis-cluster"]["command"][:2] == ["sh", "-c"]
+    assert "redis-cli --cluster create" in create and "--cluster-replicas 0 --cluster-yes" in create
+    assert "getent hosts" in create and "cluster_state:ok" in create and "cluster meet" in create
+    assert f'nodes="{" ".join(REDIS_NODES)}"' in create
+    replica = services["timescaledb-replica"]
+    assert replica["user"] == "postgres"  # PostgreSQL refuses to run as root
+    script = replica["entrypoint"][2]
+    assert replica["entrypoint"][:2] == ["sh", "-c"]
+    assert "pg_isready -q -h timescaledb -U analytics" in script
+    assert 'pg_basebackup -h timescaledb -U analytics -D "$$PGDATA" -R -X stream -c fast' in script
+    assert 'chmod 700 "$$PGDATA"' in script and script.rstrip().endswith("exec postgres")
+    assert environment(replica)["PGPASSWORD"] == environment(services["timescaledb"])["POSTGRES_PASSWORD"]
+
+
+def test_scripts_leave_their_dollars_to_the_shell(services: dict[str, dict[str, Any]]) -> None:
+    """Compose interpolates `$VAR` and `${VAR}` in commands: a shell's own `$` is written `$$`."""
+    for name, service in services.items():
+        for text in scripts(service):
+            rest = re.sub(r"\$\$|\$\{\w+(:-[^}]*)?\}", "", text)
+            assert "$" not in rest, f"{name}: unescaped $ in {text[:60]!r}..."
+
+
+def test_the_primary_accepts_the_replica(services: dict[str, dict[str, Any]]) -> None:
+    """The image's pg_hba.conf (`host all all all ...`) matches no replication connection: an init script adds one."""
+    mounts = [m for m in services["timescaledb"]["volumes"] if "/docker-entrypoint-initdb.d/" in m]
+    assert mounts == ["./deploy/postgres/replication.sh:/docker-entrypoint-initdb.d/replication.sh:ro"]
+    source = ROOT / mounts[0].split(":")[0]
+    text = source.read_text()
+    lines = [line.strip() for line in text.splitlines() if not line.lstrip().startswith("#")]
+    assert any(
+        line.startswith('echo "host replication all all scram-sha-256"') and '"$PGDATA/pg_hba.conf"' in line
+        for line in lines
+    ), text
+    # Sourced rather than run when not executable: nothing in it may change the entrypoint's shell options.
+    assert not any(line.startswith(("set ", "exit")) for line in lines)
+
+
 def test_images_are_pinned_to_versions(services: dict[str, dict[str, Any]]) -> None:
     for name, service in services.items():
         image = service.get("image")
@@ -109,8 +198,9 @@ def test_images_are_pinned_to_versions(services: dict[str, dict[str, Any]]) -> N
         assert repository and "/" not in tag, f"{name}: {image} has no tag"
         assert tag != "latest" and re.search(r"\d+\.\d+", tag), f"{name}: {image} is not pinned to a version"
     # The stack runs on the same servers as the Docker-backed test run.
-    assert services["timescaledb"]["image"] == TIMESCALEDB_IMAGE
-    assert services["redis"]["image"] == REDIS_IMAGE
+    assert services["timescaledb"]["image"] == services["timescaledb-replica"]["image"] == TIMESCALEDB_IMAGE
+    for name in ("redis", *REDIS_NODES, "redis-cluster"):
+        assert services[name]["image"] == REDIS_IMAGE, name
     assert {s["image"] for s in app_services(services).values()} == {"community-analytics:0.1.0"}
     assert {s["build"] for s in app_services(services).values()} == {"."}
 
@@ -119,7 +209,12 @@ def test_start_order(services: dict[str, dict[str, Any]]) -> None:
     for name, service in services.items():
         for dependency, spec in (service.get("depends_on") or {}).items():
             assert dependency in services, f"{name} depends on unknown {dependency}"
+            assert set(spec) <= {"condition", "required"}, f"{name} -> {dependency}: {sorted(spec)}"
             assert spec["condition"] in ("service_started", "service_healthy", "service_completed_successfully")
+            # Without its profile a service is not there: those outside it wait for it only if it is (`required:
+            # false`), those of the same profile must have it.
+            optional = bool(set(services[dependency].get("profiles") or []) - set(service.get("profiles") or []))
+            assert spec.get("required", True) is not optional, f"{name} -> {dependency}: required: {not optional}"
             if spec["condition"] == "service_healthy":
                 assert "healthcheck" in services[dependency], f"{name} waits for {dependency}'s missing healthcheck"
             if spec["condition"] == "service_completed_successfully":
@@ -127,12 +222,17 @@ def test_start_order(services: dict[str, dict[str, Any]]) -> None:
     needs = {name: s.get("depends_on") or {} for name, s in services.items()}
     for name, service in services.items():
         env = environment(service)
-        if name != "timescaledb" and ("DATABASE_URL" in env or "POSTGRES_PASSWORD" in env):
+        if name != "timescaledb" and {"DATABASE_URL", "POSTGRES_PASSWORD", "PGPASSWORD"} & set(env):
             assert needs[name].get("timescaledb") == {"condition": "service_healthy"}, name
         if "REDIS_URL" in env and name != "migrate":
             assert needs[name].get("redis") == {"condition": "service_healthy"}, name
     for name in ("api", "ingest", "worker"):
         assert needs[name]["migrate"] == {"condition": "service_completed_successfully"}, name
+        # With the `scale` profile: the cluster created and the replica streaming; without it, nothing.
+        assert needs[name].get("redis-cluster") == {"condition": "service_completed_successfully", "required": False}
+        assert needs[name].get("timescaledb-replica") == {"condition": "service_healthy", "required": False}
+    assert needs["redis-cluster"] == {node: {"condition": "service_healthy"} for node in REDIS_NODES}
+    assert all(not needs[node] for node in REDIS_NODES)
     assert needs["demo"] == {
         "api": {"condition": "service_healthy"},
         "ingest": {"condition": "service_started"},
@@ -148,14 +248,17 @@ def test_volumes_are_declared_and_host_paths_exist(compose: dict[str, Any]) -> N
         for mount in service.get("volumes") or []:
             source = mount.split(":")[0]
             if source.startswith((".", "/")):
-                assert (ROOT / source).is_dir(), f"{name} mounts {source}, which is not a directory of the repository"
+                assert (ROOT / source).exists(), f"{name} mounts {source}, which is not in the repository"
             else:
                 assert source in declared, f"{name} uses the undeclared volume {source}"
                 used.add(source)
     assert used == declared
     mounts = {name: s.get("volumes") or [] for name, s in compose["services"].items()}
     assert "timescaledb-data:/var/lib/postgresql/data" in mounts["timescaledb"]
+    assert mounts["timescaledb-replica"] == ["timescaledb-replica-data:/var/lib/postgresql/data"]
     assert "redis-data:/data" in mounts["redis"]
+    for node in REDIS_NODES:
+        assert mounts[node] == [f"{node}-data:/data"]
     assert "./prometheus:/etc/prometheus:ro" in mounts["prometheus"]
     assert "./grafana/provisioning:/etc/grafana/provisioning:ro" in mounts["grafana"]
     assert "./grafana/dashboards:/var/lib/grafana/dashboards:ro" in mounts["grafana"]
@@ -170,7 +273,10 @@ def test_app_environment_is_made_of_known_settings(services: dict[str, dict[str,
         settings = from_env(env, dotenv=None)
         if name != "demo":
             assert settings.database_url == "postgresql://analytics:analytics@timescaledb:5432/analytics"
-            assert settings.redis_url == "redis://redis:6379/0"
+            # Without scale.env: one Redis for everything, no replica.
+            assert settings.redis_url == settings.task_redis_url == "redis://redis:6379/0"
+            assert settings.redis_cluster is False and settings.ingest_shards == 1
+            assert settings.database_replica_urls() == []
         assert settings.jwt_secret is not None and "insecure" in settings.jwt_secret  # visibly a development default
     raw = services["api"]["environment"]["JWT_SECRET"]
     assert raw.startswith("${JWT_SECRET:-"), "JWT_SECRET must be overridable from the environment"
@@ -184,6 +290,29 @@ def test_app_environment_is_made_of_known_settings(services: dict[str, dict[str,
     assert interpolate(services["grafana"]["environment"]["POSTGRES_PASSWORD"], secret) == "s3cret"
 
 
+def test_scale_env_points_the_services_at_the_scale_profile(services: dict[str, dict[str, Any]]) -> None:
+    """What `--env-file scale.env` hands the app services is a valid configuration naming the profile's servers."""
+    scale = read_env_file(SCALE_ENV)
+    assert set(scale) == {"REDIS_CLUSTER", "REDIS_URL", "TASK_REDIS_URL", "DATABASE_REPLICA_URLS"}
+    replica_url = "postgresql://analytics:analytics@timescaledb-replica:5432/analytics"
+    for name in ("migrate", "api", "ingest", "worker"):
+        env = environment(services[name], scale)
+        settings = from_env(env, dotenv=None)
+        assert settings.redis_cluster is True and settings.ingest_shards == CLUSTER_SHARDS
+        assert settings.redis_url == "redis://redis-node-1:6379/0"
+        assert settings.task_redis_url == "redis://redis:6379/0"  # huey needs a plain Redis
+        assert settings.database_replica_urls() == [replica_url]
+        assert settings.database_url == "postgresql://analytics:analytics@timescaledb:5432/analytics"
+        assert settings.redis_url is not None and settings.task_redis_url is not None
+        for url in (settings.redis_url, settings.task_redis_url, *settings.database_replica_urls()):
+            host = urlsplit(url).hostname
+            assert host in SCALE or host == "redis", f"{name}: {url} names no server of the scale profile"
+    # The replica is a copy of the primary: the same user, database and password.
+    secret = {"POSTGRES_PASSWORD": "s3cret"}
+    assert read_env_file(SCALE_ENV, secret)["DATABASE_REPLICA_URLS"] == replica_url.replace(":analytics@", ":s3cret@")
+    assert environment(services["timescaledb-replica"], secret)["PGPASSWORD"] == "s3cret"
+
+
 def test_ports_and_probes_match_the_settings(services: dict[str, dict[str, Any]]) -> None:
     api, ingest, worker = (environment(services[n]) for n in ("api", "ingest", "worker"))
     assert api["ANALYTICS_HOST"] == "0.0.0.0" and api["ANALYTICS_WORKERS"] == "2"
@@ -195,6 +324,8 @@ def test_ports_and_probes_match_the_settings(services: dict[str, dict[str, Any]]
     assert f"127.0.0.1:{worker['WORKER_METRICS_PORT']}/metrics" in probes["worker"]
     assert "pg_isready -h 127.0.0.1 -U $$POSTGRES_USER -d $$POSTGRES_DB" in probes["timescaledb"]
     assert "redis-cli ping" in probes["redis"]
+    assert all("redis-cli ping" in probes[node] for node in REDIS_NODES)
+    assert "pg_isready -h 127.0.0.1 " in probes["timescaledb-replica"]
     assert "/-/ready" in probes["prometheus"] and "/api/health" in probes["grafana"]
     assert "curl" not in probes["api"]  # the slim image has none
     published = {name: s.get("ports") for name, s in services.items() if s.get("ports")}
@@ -253,26 +384,27 @@ def test_dockerignore_keeps_local_state_out_but_not_what_the_build_copies() -> N
 
 
 def _compose_command() -> list[str] | None:
+    """A Compose v2 client: v1 (docker-compose 1.x) knows neither the top-level `name` nor depends_on `required`."""
     docker = shutil.which("docker")
     if docker and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0:
         return [docker, "compose"]
     legacy = shutil.which("docker-compose")
-    return [legacy] if legacy else None
+    if legacy:
+        version = subprocess.run([legacy, "version", "--short"], capture_output=True, text=True).stdout.strip()
+        if not version.lstrip("v").startswith("1."):
+            return [legacy]
+    return None
 
 
 def test_docker_compose_accepts_the_file(tmp_path: Path) -> None:
-    """`docker compose config` (no engine needed), when a Compose client is installed."""
+    """`docker compose config` (no engine needed), when a Compose v2 client is installed."""
     command = _compose_command()
     if command is None:
-        pytest.skip("no docker compose / docker-compose client on this machine")
-    path = COMPOSE
-    if command[0].endswith("docker-compose"):
-        # Compose v1 predates the top-level `name`; everything else it validates as v2 does.
-        path = tmp_path / "compose.yaml"
-        path.write_text(re.sub(r"^name: .*\n", "", COMPOSE.read_text(), flags=re.MULTILINE))
-    for profile in ([], ["--profile", "demo"]):
+        pytest.skip("no Compose v2 client (docker compose / docker-compose) on this machine")
+    scale = ["--profile", "scale", "--env-file", str(SCALE_ENV)]
+    for profile in ([], ["--profile", "demo"], scale, [*scale, "--profile", "demo"]):
         result = subprocess.run(
-            [*command, "-f", str(path), "--project-directory", str(ROOT), *profile, "config", "-q"],
+            [*command, "-f", str(COMPOSE), "--project-directory", str(ROOT), *profile, "config", "-q"],
             capture_output=True,
             text=True,
             env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},  # no JWT_SECRET etc. from this shell

@@ -185,9 +185,16 @@ class LiveWriter:
             for shard, args in item.args.items():
                 per_shard.setdefault(shard, list(header)).extend(args)
         shards = list(per_shard)
-        answers = await asyncio.gather(
-            *(self._call(shard, per_shard[shard]) for shard in shards), return_exceptions=True
-        )
+        answers: list[Any]
+        if len(shards) == 1:  # a single Redis, or a flush in one shard: no task per call
+            try:
+                answers = [await self._call(shards[0], per_shard[shards[0]])]
+            except Exception as exc:  # noqa: BLE001 - handed to the requests of the shard
+                answers = [exc]
+        else:
+            answers = await asyncio.gather(
+                *(self._call(shard, per_shard[shard]) for shard in shards), return_exceptions=True
+            )
         failed: dict[Shard, BaseException] = {}
         repeated_activity = repeated_geo = 0
         for shard, answer in zip(shards, answers, strict=True):
