@@ -24,7 +24,7 @@ from service.auth.ratelimit import RateLimiter
 from service.community.api import CommunityAnalyticsController
 from service.core.db import DatabaseUnavailable, async_pool, detect_engine_async
 from service.core.docs_ui import assets_router, render_plugins
-from service.core.errors import EXCEPTION_HANDLERS
+from service.core.errors import EXCEPTION_HANDLERS, REDIS_ERRORS, first_line
 from service.core.geoip import GeoResolver
 from service.core.head_requests import HeadAsGet
 from service.core.openapi import declare_error_answers
@@ -37,7 +37,7 @@ from service.export.api import ExportController
 from service.geo.api import GeoAnalyticsController
 from service.ingest import countries
 from service.ingest.api import CommunityTrackController, EventsController, GeoTrackController
-from service.live.client import AsyncRedis, async_client, layout
+from service.live.client import AsyncRedis, async_client, layout, prepare
 from service.live.push import LiveHub
 from service.live.writer import LiveWriter
 from service.observability.request_metrics import instrument
@@ -160,6 +160,10 @@ def _lifespan(
                 engine = await detect_engine_async(conn)
             log.info("storage engine: %s", engine)
             await _warn_without_persistence(client)
+            try:
+                await prepare(client)
+            except REDIS_ERRORS as exc:  # as with a single Redis down: the API starts, live requests answer 503
+                log.warning("cannot read the Redis Cluster's slot map yet (%s)", first_line(exc))
             errors, limiter, hub = ErrorRecorder(pool), RateLimiter(client), LiveHub(client, shards)
             app.state.resources = Resources(
                 settings=settings,

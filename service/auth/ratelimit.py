@@ -28,9 +28,7 @@ import math
 import time
 from typing import Any
 
-import redis.exceptions
-
-from service.core.errors import TooManyRequests, Unavailable, first_line
+from service.core.errors import REDIS_ERRORS, TooManyRequests, Unavailable, first_line
 from service.live.client import AsyncRedis
 from service.live.keys import rate_key
 
@@ -122,7 +120,7 @@ async def hit(client: AsyncRedis, bucket: str, who: str, limit: int, now: float 
             pipe.incr(key)
             pipe.expire(key, 2 * WINDOW)
             count, _ = await pipe.execute()
-    except redis.exceptions.RedisError as exc:
+    except REDIS_ERRORS as exc:
         raise Unavailable(
             f"The live store (Redis) is unavailable ({type(exc).__name__}); the request was not processed, retry later",
             retry_after=5,

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import msgspec
-import redis.exceptions
 from litestar import Controller, Request, get
 from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
@@ -19,7 +18,7 @@ from service.auth.guards import community_reader, principal_of, staff_only
 from service.community.figures import community_report, patterns
 from service.community.queries import hourly_volumes, report_figures, today_by_community
 from service.community.schemas import ActivityPatterns, CommunityReport, CommunityToday
-from service.core.errors import TooManyRequests, Unavailable
+from service.core.errors import REDIS_ERRORS, TooManyRequests, Unavailable
 from service.core.windows import Days, Window
 from service.live.push import StreamSlot
 from service.live.realtime import Realtime, realtime, realtime_many
@@ -49,7 +48,7 @@ async def live_events(
                     current = figures
                     yield _event(figures)
     finally:
-        with contextlib.suppress(redis.exceptions.RedisError):
+        with contextlib.suppress(*REDIS_ERRORS):
             await slot.release()
 
 
@@ -110,7 +109,7 @@ class CommunityAnalyticsController(Controller):
         limit = resources.settings.live_max_streams_per_principal
         try:
             claimed = await slot.claim(limit)
-        except redis.exceptions.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise Unavailable(f"The live store (Redis) is unavailable ({type(exc).__name__})", retry_after=5) from None
         if not claimed:
             raise TooManyRequests(f"at most {limit} live streams of one principal may be open at once", 15, limit)

@@ -22,8 +22,13 @@ from litestar.status_codes import (
 )
 from litestar.types import ExceptionHandlersMap
 from psycopg_pool import PoolTimeout
+from redis.exceptions import RedisClusterException
 
 log = logging.getLogger(__name__)
+
+# What a failing Redis raises: redis-py's errors, and its cluster client's own (no node reachable, a slot no
+# master serves), which are not RedisErrors.
+REDIS_ERRORS: tuple[type[Exception], ...] = (redis.RedisError, RedisClusterException)
 
 
 def first_line(exc: BaseException) -> str:
@@ -181,7 +186,7 @@ def _validation_error(request: Request[Any, Any, Any], exc: ValidationException)
 
 def _storage_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, object]]:
     """PostgreSQL or Redis down under a read or admin endpoint: a 503 the client can retry, not a 500."""
-    which = "Redis" if isinstance(exc, redis.RedisError) else "PostgreSQL"
+    which = "Redis" if isinstance(exc, REDIS_ERRORS) else "PostgreSQL"
     log.warning("%s unavailable on %s %s: %s", which, request.method, request.url.path, exc)
     return _unavailable(request, Unavailable(f"{which} is unavailable; retry later", retry_after=5))
 
@@ -205,5 +210,6 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     psycopg.OperationalError: _storage_unavailable,
     PoolTimeout: _storage_unavailable,
     redis.RedisError: _storage_unavailable,
+    RedisClusterException: _storage_unavailable,
     HTTPException: _http_error,
 }

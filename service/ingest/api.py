@@ -11,7 +11,6 @@ from typing import Annotated, Any, Protocol, TypeVar
 from uuid import UUID
 
 import msgspec
-import redis.exceptions
 from litestar import Controller, Request, post
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.status_codes import HTTP_202_ACCEPTED
@@ -20,7 +19,7 @@ from msgspec import Meta
 from service.auth.guards import principal_of, require_may_track_for
 from service.auth.tokens import Principal
 from service.core import client_json
-from service.core.errors import FieldError, Forbidden, InvalidInput, Unavailable
+from service.core.errors import REDIS_ERRORS, FieldError, Forbidden, InvalidInput, Unavailable
 from service.core.geoip import connection_address
 from service.core.openapi import json_body
 from service.ingest.records import activity_record, geo_record
@@ -74,11 +73,18 @@ async def _write(resources: Resources, records: list[ActivityRecord] | list[GeoR
     except Backlogged as exc:
         _rejected(kind, "backlog", len(records))
         raise Unavailable(f"Ingest is behind ({exc}); retry later", retry_after=30) from None
-    except redis.exceptions.RedisError as exc:
+    except REDIS_ERRORS as exc:
         _rejected(kind, "unavailable", len(records))
+        # With several shards, the events of the shards that answered were taken: a retry carrying the same
+        # client event ids stores each once.
+        taken = (
+            "nothing was accepted; retry later"
+            if resources.shards.count == 1
+            else "events of other shards may have been accepted; send an event_id with each event so that a "
+            "retry stores each once"
+        )
         raise Unavailable(
-            f"The live store (Redis) is unavailable ({type(exc).__name__}); nothing was accepted, retry later",
-            retry_after=5,
+            f"The live store (Redis) is unavailable ({type(exc).__name__}); {taken}", retry_after=5
         ) from None
     EVENTS_ACCEPTED.labels(kind).inc(len(records))
     if kind == "geo":

@@ -28,23 +28,25 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from redis.cluster import RedisCluster
 
 from service.core.db import sync_pool
-from service.core.errors import first_line
+from service.core.errors import REDIS_ERRORS, first_line
 from service.core.settings import Settings
 from service.ingest.writer import Written, write_batch
 from service.live.client import SyncRedis, layout, sync_client
 from service.live.keys import GROUP, KIND_ACTIVITY, KIND_GEO, Shard
 from service.live.records import ActivityRecord, GeoRecord
-from service.live.stream import trim_acknowledged
+from service.live.stream import as_bytes, trim_acknowledged
 from service.observability.metrics import EVENTS_INGESTED
 
 log = logging.getLogger(__name__)
 
 Entry = tuple[Shard, bytes, dict[bytes, bytes]]  # (the shard whose stream holds it, entry id, its fields)
+Dead = tuple[Entry, bytes, str]  # a record that can never be stored: its entry, its field, why
 T = TypeVar("T")
 _activity = msgspec.msgpack.Decoder(ActivityRecord)
 _geo = msgspec.msgpack.Decoder(GeoRecord)
 MAX_BACKOFF = 30.0
 CLUSTER_POLL_MS = 50  # on a cluster, the wait after a look that found every stream empty
+SHARD_REST = 2.0  # on a cluster, seconds a shard whose master failed is left alone before the next try
 
 
 class IngestWorker:
@@ -64,6 +66,13 @@ class IngestWorker:
         # Entries read per stream: the batch spread over the shards (a read takes from each stream at once).
         self.per_stream = max(1, -(-settings.ingest_batch_size // len(self.shards)))
         self._claim_cursor = dict.fromkeys(self.shards, "0-0")
+        # On a cluster each shard is on some master, and one that fails must not stop the others: a shard whose
+        # call failed rests for SHARD_REST seconds, a group not created yet is created later, and entries stored
+        # but not acknowledged are acknowledged once their master answers again.
+        self.cluster = isinstance(client, RedisCluster)
+        self._resting: dict[Shard, float] = {}  # shard -> monotonic time until which it is left alone
+        self._grouped: set[Shard] = set()
+        self._unacked: dict[Shard, list[tuple[list[Entry], list[Dead]]]] = {}
         self._last_claim = 0.0
         self._last_trim = 0.0
         self.ingested = 0  # events written (duplicates included) since start
@@ -81,7 +90,7 @@ class IngestWorker:
             while not self.stop.is_set():
                 try:
                     entries = ahead.result()
-                except redis.ConnectionError as exc:
+                except (redis.ConnectionError, redis.TimeoutError) as exc:
                     log.warning("cannot reach Redis (%s); retrying", exc)
                     self.stop.wait(1.0)
                     entries = []
@@ -89,7 +98,7 @@ class IngestWorker:
                 if entries:
                     self._retry_redis(partial(self._process, entries))
                 if time.monotonic() - self._last_trim > 1.0:
-                    self._retry_redis(self._trim)
+                    self._retry_redis(self._maintain)
             ahead.cancel()
         log.info("ingest worker %r stopped after %d events", self.consumer, self.ingested)
 
@@ -107,12 +116,39 @@ class IngestWorker:
         return entries or self._read(">", block_ms=block_ms)
 
     def ensure_group(self) -> None:
+        """The consumer group of every shard's stream (on a cluster: of every shard whose master answers)."""
         for shard in self.shards:
-            try:
-                self.client.xgroup_create(shard.stream, GROUP, id="0", mkstream=True)
-            except redis.ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+            if shard not in self._grouped:
+                self._on(shard, partial(self._create_group, shard))
+
+    def _create_group(self, shard: Shard) -> None:
+        try:
+            self.client.xgroup_create(shard.stream, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._grouped.add(shard)
+
+    def _on(self, shard: Shard, action: Callable[[], T]) -> T | None:
+        """`action` on one shard. On a single Redis its errors are everyone's (the caller waits for Redis); on a
+        cluster a failure sets the shard aside for SHARD_REST seconds (None), so the other masters' shards go on."""
+        if not self.cluster:
+            return action()
+        try:
+            return action()
+        except REDIS_ERRORS as exc:
+            if shard not in self._resting:
+                log.warning("shard %s: its Redis master fails (%s); the others go on", shard.prefix, first_line(exc))
+            self._resting[shard] = time.monotonic() + SHARD_REST
+            return None
+
+    def _usable(self) -> list[Shard]:
+        """The shards to read now: grouped, and not resting after a failure."""
+        now = time.monotonic()
+        for shard, until in list(self._resting.items()):
+            if until <= now:
+                self._resting.pop(shard, None)
+        return [shard for shard in self.shards if shard in self._grouped and shard not in self._resting]
 
     def step(self, block_ms: int = 1000) -> int:
         """Process one batch: this consumer's own pending entries first, then stale ones of others, then new
@@ -122,24 +158,26 @@ class IngestWorker:
         if entries:
             self._process(entries)
         if time.monotonic() - self._last_trim > 1.0:
-            self._trim()
+            self._maintain()
         return sum(len(fields) for _, _, fields in entries)
 
     def _read(self, start: str, block_ms: int | None) -> list[Entry]:
         """Entries of every stream from `start` (">": new ones, "0": this consumer's pending ones). A single Redis
         reads all streams in one blocking call; a cluster cannot (each stream is in another hash slot), so it
         reads them all at once without blocking and, when nothing came, waits a moment before the next look."""
-        if not isinstance(self.client, RedisCluster):
+        shards = self._usable()
+        replies: list[tuple[Shard, Any]] = []
+        if not self.cluster:
             answer: Any = self.client.xreadgroup(
-                GROUP, self.consumer, {s.stream: start for s in self.shards}, count=self.per_stream, block=block_ms
+                GROUP, self.consumer, {s.stream: start for s in shards}, count=self.per_stream, block=block_ms
             )
-            replies = [(self.by_stream[_as_bytes(name)], entries) for name, entries in answer or []]
+            replies = [(self.by_stream[as_bytes(name)], entries) for name, entries in answer or []]
         else:
-            pipe = self.client.pipeline(transaction=False)  # type: ignore[no-untyped-call]
-            for shard in self.shards:
-                pipe.xreadgroup(GROUP, self.consumer, {shard.stream: start}, count=self.per_stream)
-            answers = pipe.execute()
-            replies = [(shard, answer[0][1]) for shard, answer in zip(self.shards, answers, strict=True) if answer]
+            for shard in shards:
+                read = partial(self.client.xreadgroup, GROUP, self.consumer, {shard.stream: start}, self.per_stream)
+                answer = self._on(shard, read)
+                if answer:
+                    replies.append((shard, answer[0][1]))
             if not replies and block_ms:
                 self.stop.wait(min(block_ms, CLUSTER_POLL_MS) / 1000)
         return [entry for shard, entries in replies for entry in self._present(shard, entries)]
@@ -157,13 +195,15 @@ class IngestWorker:
         self._last_claim = time.monotonic()
         idle_ms = int(self.settings.ingest_claim_idle * 1000)
         claimed: list[Entry] = []
-        for shard in self.shards:
-            answer: Any = self.client.xautoclaim(
-                shard.stream, GROUP, self.consumer, min_idle_time=idle_ms, start_id=self._claim_cursor[shard],
-                count=self.per_stream,
-            )  # fmt: skip
+        for shard in self._usable():
+            answer: Any = self._on(shard, partial(
+                self.client.xautoclaim, shard.stream, GROUP, self.consumer, min_idle_time=idle_ms,
+                start_id=self._claim_cursor[shard], count=self.per_stream,
+            ))  # fmt: skip
+            if answer is None:
+                continue
             cursor, entries = answer[0], answer[1]
-            self._claim_cursor[shard] = _as_bytes(cursor).decode()
+            self._claim_cursor[shard] = as_bytes(cursor).decode()
             if len(answer) > 2 and answer[2]:  # pending ids whose entries were deleted (Redis dropped them)
                 log.error(
                     "%d pending stream entries no longer exist (first %r); their events are lost", *_first(answer[2])
@@ -183,7 +223,7 @@ class IngestWorker:
         # Where each record came from, for dead letters: (entry, its field), in the order _store() indexes them.
         activity_sources: list[tuple[Entry, bytes]] = []
         geo_sources: list[tuple[Entry, bytes]] = []
-        dead: list[tuple[Entry, bytes, str]] = []
+        dead: list[Dead] = []
         for entry in entries:
             for name, value in entry[2].items():
                 kind, payload = value[:1], memoryview(value)[1:]
@@ -212,21 +252,24 @@ class IngestWorker:
             log.error("moved %d records to the dead letters; first: %s", len(dead), dead[0][2])
         self.ingested += len(activities) + len(geos) - len(refused)
 
-    def _acknowledge(self, entries: list[Entry], dead: list[tuple[Entry, bytes, str]]) -> None:
-        """Per shard, one transaction (one hash slot): its dead letters added and its entries acknowledged."""
+    def _acknowledge(self, entries: list[Entry], dead: list[Dead]) -> None:
+        """Per shard, one transaction (one hash slot): its dead letters added and its entries acknowledged. On a
+        cluster, a shard whose master fails keeps them for `_maintain` to acknowledge later (its rows are stored;
+        a redelivery in between would be stored once)."""
         for shard in {entry[0] for entry in entries}:
-            pipe = self.client.pipeline(transaction=True)
-            for (entry_shard, entry_id, fields), name, reason in dead:
-                if entry_shard is shard:
-                    letter: dict[Any, Any] = {
-                        b"v": fields[name],
-                        b"error": reason.encode(),
-                        b"entry": entry_id,
-                        b"field": name,
-                    }
-                    pipe.xadd(shard.dead_letters, letter)
-            pipe.xack(shard.stream, GROUP, *[entry_id for entry_shard, entry_id, _ in entries if entry_shard is shard])
-            pipe.execute()
+            mine = [entry for entry in entries if entry[0] is shard]
+            letters = [letter for letter in dead if letter[0][0] is shard]
+            if self._on(shard, partial(self._acknowledge_shard, shard, mine, letters)) is None:
+                self._unacked.setdefault(shard, []).append((mine, letters))
+
+    def _acknowledge_shard(self, shard: Shard, entries: list[Entry], dead: list[Dead]) -> bool:
+        pipe = self.client.pipeline(transaction=True)
+        for (_, entry_id, fields), name, reason in dead:
+            letter: dict[Any, Any] = {b"v": fields[name], b"error": reason.encode(), b"entry": entry_id, b"field": name}
+            pipe.xadd(shard.dead_letters, letter)
+        pipe.xack(shard.stream, GROUP, *[entry_id for _, entry_id, _ in entries])
+        pipe.execute()
+        return True
 
     def _store(
         self, activities: list[ActivityRecord], geos: list[GeoRecord]
@@ -272,10 +315,19 @@ class IngestWorker:
                 refused.append((index, first_line(exc)))
         return refused, Written(activity, geo)
 
-    def _trim(self) -> None:
+    def _maintain(self) -> None:
+        """Once a second: groups not created yet, acknowledgements a failing master still owes, trimming."""
         self._last_trim = time.monotonic()
-        for shard in self.shards:
-            trim_acknowledged(self.client, shard)
+        self.ensure_group()
+        for shard, owed in list(self._unacked.items()):
+            while (
+                owed and shard in self._usable() and self._on(shard, partial(self._acknowledge_shard, shard, *owed[0]))
+            ):
+                owed.pop(0)
+            if not owed:
+                del self._unacked[shard]
+        for shard in self._usable():
+            self._on(shard, partial(trim_acknowledged, self.client, shard))
 
     def _retry_redis(self, action: Callable[[], T]) -> T | None:
         delay = 0.5
@@ -293,17 +345,22 @@ def _first(ids: list[Any]) -> tuple[int, Any]:
     return len(ids), ids[0]
 
 
-def _as_bytes(value: bytes | str) -> bytes:
-    return value if isinstance(value, bytes) else value.encode()
-
-
 def run(settings: Settings) -> None:
     """Run one worker until SIGTERM / SIGINT; the batch in hand is finished (or left pending) first."""
     assert settings.database_url is not None and settings.redis_url is not None
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    client = sync_client(settings)
+    delay = 0.5
+    while True:  # a cluster client reads the slot map as it is made: wait for a node to answer
+        try:
+            client = sync_client(settings)
+            break
+        except REDIS_ERRORS as exc:
+            if stop.wait(delay):
+                return
+            log.warning("cannot reach Redis (%s); retrying in %.1fs", first_line(exc), delay)
+            delay = min(delay * 2, MAX_BACKOFF)
     pool = sync_pool(settings, settings.database_url)
     pool.open(wait=False)
     try:

@@ -39,6 +39,13 @@ def async_client(settings: Settings, url: str | None = None, **options: Any) -> 
     return aioredis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, **options)
 
 
+async def prepare(client: AsyncRedis) -> None:
+    """Read a cluster's slot map before the client is used by concurrent tasks: redis-py's async cluster client
+    reads it on first use, and first uses racing each other can cut connections from under one another."""
+    if isinstance(client, AsyncRedisCluster):
+        await client.initialize()
+
+
 def sync_client(settings: Settings, socket_timeout: float | None = None) -> SyncRedis:
     """A client of the live Redis for a worker process (thread-safe)."""
     assert settings.redis_url is not None
@@ -68,6 +75,7 @@ class Master(msgspec.Struct, omit_defaults=True):
 
 async def cluster_masters(client: AsyncRedisCluster, ping_timeout: float) -> list[Master]:
     """Every master the client knows, its slot ranges and whether it answers PING within `ping_timeout` s."""
+    await client.initialize()  # the slot map, read from any node that answers (nothing more once it has one)
     owners: dict[str, list[int]] = {}
     for slot, nodes in client.nodes_manager.slots_cache.items():
         owners.setdefault(nodes[0].name, []).append(slot)

@@ -21,12 +21,10 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 
-import redis.exceptions
-
-from service.core.errors import first_line
+from service.core.errors import REDIS_ERRORS, first_line
 from service.live.client import AsyncRedis
 from service.live.keys import Shards, streams_key
-from service.live.realtime import Realtime, realtime_many
+from service.live.realtime import Realtime, realtime_per_shard
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +51,7 @@ class LiveHub:
         self._last: dict[int, Realtime] = {}
         self._slots: set[StreamSlot] = set()
         self._renewed = time.monotonic()
+        self._failing = False  # the last tick could not read some figures
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -84,21 +83,35 @@ class LiveHub:
             started = time.monotonic()
             try:
                 await self._push(list(self._watchers))
-                if started - self._renewed >= RENEW:
+                self._failing = False
+            except REDIS_ERRORS as exc:  # subscribers keep the last figures; the next tick retries
+                if not self._failing:  # said once per outage, not every tick
+                    log.warning("live stream: cannot read some realtime figures (%s)", first_line(exc))
+                self._failing = True
+            if started - self._renewed >= RENEW:
+                try:
                     await renew(self.client, list(self._slots))
                     self._renewed = started
-            except redis.exceptions.RedisError as exc:  # subscribers keep the last figures; the next tick retries
-                log.warning("live stream: cannot read the realtime figures (%s)", first_line(exc))
+                except REDIS_ERRORS as exc:  # retried at the next tick; a lease outlives two missed renewals
+                    log.warning("live stream: cannot renew the stream leases (%s)", first_line(exc))
             await asyncio.sleep(max(0.0, self.tick - (time.monotonic() - started)))
 
     async def _push(self, communities: list[int]) -> None:
-        for figures in await realtime_many(self.client, self.shards, communities):
+        """Hand the figures that changed to their subscribers; the communities of a shard that failed keep their
+        last figures (on a cluster, a master down stalls its shards' communities only)."""
+        failed: BaseException | None = None
+        for figures in (await realtime_per_shard(self.client, self.shards, communities)).values():
+            if isinstance(figures, BaseException):
+                failed = figures
+                continue
             community = figures.community_id
             if self._last.get(community) == figures:
                 continue
             self._last[community] = figures
             for queue in list(self._watchers.get(community, ())):
                 _replace(queue, figures)
+        if failed is not None:
+            raise failed  # logged by the ticker, retried at the next tick
 
     def end(self) -> None:
         """End every subscription (each gets None, so its stream finishes its answer); the ticker stops."""

@@ -47,13 +47,49 @@ async def realtime(client: AsyncRedis, shards: Shards, community_id: int, now: f
 async def realtime_many(
     client: AsyncRedis, shards: Shards, community_ids: list[int], now: float | None = None
 ) -> list[Realtime]:
-    """`realtime` of several communities, all in one round trip (on a cluster, one per node at once)."""
+    """`realtime` of several communities: one round trip per shard, the shards at once; raises when a shard's
+    node fails."""
+    answers = await realtime_per_shard(client, shards, community_ids, now)
+    for answer in answers.values():
+        if isinstance(answer, BaseException):
+            raise answer
+    return [answer for c in community_ids if isinstance(answer := answers[c], Realtime)]
+
+
+async def realtime_per_shard(
+    client: AsyncRedis, shards: Shards, community_ids: list[int], now: float | None = None
+) -> dict[int, Realtime | BaseException]:
+    """`realtime` of several communities, by community; the error of its shard's call for a community whose
+    shard failed (on a cluster, a master down fails its shards' communities only)."""
     now = time.time() if now is None else now
+    by_shard: dict[Shard, list[int]] = {}
+    for community_id in community_ids:
+        by_shard.setdefault(shards.of(community_id), []).append(community_id)
+    groups = list(by_shard.items())
+    if len(groups) == 1:  # a single Redis: one pipeline, no task
+        try:
+            replies: list[list[Realtime] | BaseException] = [await _shard_realtime(client, *groups[0], now)]
+        except Exception as exc:  # noqa: BLE001 - handed to the caller with its communities
+            replies = [exc]
+    else:
+        replies = await asyncio.gather(
+            *(_shard_realtime(client, *group, now) for group in groups), return_exceptions=True
+        )
+    answers: dict[int, Realtime | BaseException] = {}
+    for (_, ids), reply in zip(groups, replies, strict=True):
+        if isinstance(reply, BaseException):
+            answers.update(dict.fromkeys(ids, reply))
+        else:
+            answers.update(zip(ids, reply, strict=True))
+    return answers
+
+
+async def _shard_realtime(client: AsyncRedis, shard: Shard, community_ids: list[int], now: float) -> list[Realtime]:
+    """`realtime` of communities of one shard, in one round trip."""
     minute = int(now // 60)
     days = [utc_day(now - 86400 * back) for back in range(1, SCORE_HISTORY_DAYS + 1)]
     pipe = client.pipeline(transaction=False)
     for community_id in community_ids:
-        shard = shards.of(community_id)
         pipe.zcount(shard.presence_key(community_id), now - PRESENCE_WINDOW, "+inf")
         pipe.hget(shard.peak_key(utc_day(now)), str(community_id))
         minutes = [shard.minute_key(community_id, m) for m in range(minute - ACTIVITY_WINDOW // 60 + 1, minute + 1)]
@@ -97,7 +133,11 @@ def day_peaks(client: SyncRedis, shards: Shards, day: str) -> dict[int, int]:
     pipe = client.pipeline(transaction=False)
     for shard in shards.all:
         pipe.hgetall(shard.peak_key(day))
-    return {int(k): int(v) for raw in pipe.execute() for k, v in raw.items()}
+    peaks: dict[int, int] = {}
+    for raw in pipe.execute():  # a community is in one shard; the max covers a change of INGEST_SHARDS that day
+        for k, v in raw.items():
+            peaks[int(k)] = max(peaks.get(int(k), 0), int(v))
+    return peaks
 
 
 def _live_in_shards(client: SyncRedis, shards: Shards, now: float) -> list[tuple[Shard, int]]:

@@ -111,7 +111,7 @@ async def _shard_state(client: AsyncRedis, shard: Shard, now: float) -> StreamSt
         return StreamState(backlog, _age(now, [first[0][0]] if first else []))
     oldest = [pending["min"]] if in_flight else []
     if backlog > in_flight:  # some not delivered yet: the first after the group's mark is the oldest of those
-        after: Any = await client.xrange(shard.stream, min=b"(" + _as_bytes(group["last-delivered-id"]), count=1)
+        after: Any = await client.xrange(shard.stream, min=b"(" + as_bytes(group["last-delivered-id"]), count=1)
         oldest += [after[0][0]] if after else []
     return StreamState(backlog, _age(now, oldest))
 
@@ -124,7 +124,7 @@ def _group_info(groups: Any) -> dict[str, Any] | None:
     return next((g for g in groups if g["name"] in (GROUP, GROUP.encode())), None)
 
 
-def _as_bytes(value: bytes | str) -> bytes:
+def as_bytes(value: bytes | str) -> bytes:
     return value if isinstance(value, bytes) else value.encode()
 
 

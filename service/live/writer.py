@@ -4,6 +4,7 @@ arrive together (`LiveWriter`)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -92,6 +93,9 @@ return {redis.call('XLEN', stream), repeated_activity, repeated_geo}
 """
 
 
+_TRACK_SHA = hashlib.sha1(_TRACK.encode()).hexdigest()  # noqa: S324 - the name Redis gives the script
+
+
 class Backlogged(Exception):
     """The ingest stream holds more waiting entries than allowed."""
 
@@ -132,7 +136,6 @@ class LiveWriter:
         self.shards = shards
         self.max_backlog = max_backlog
         self.max_events = max_events
-        self._sha: str | None = None
         self._queue: list[_Pending] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -164,7 +167,10 @@ class LiveWriter:
                     item = self._queue.pop(0)
                     batch.append(item)
                     taken += item.events
-                failed = await self._execute(batch)
+                try:
+                    failed = await self._execute(batch)
+                except Exception as exc:  # noqa: BLE001 - whatever went wrong fails the batch's requests, never hangs them
+                    failed = {shard: exc for item in batch for shard in item.args}
                 for item in batch:
                     if item.done.done():
                         continue
@@ -183,7 +189,9 @@ class LiveWriter:
         per_shard: dict[Shard, list[str | bytes]] = {}
         for item in batch:
             for shard, args in item.args.items():
-                per_shard.setdefault(shard, list(header)).extend(args)
+                if shard not in per_shard:
+                    per_shard[shard] = header.copy()
+                per_shard[shard].extend(args)
         shards = list(per_shard)
         answers: list[Any]
         if len(shards) == 1:  # a single Redis, or a flush in one shard: no task per call
@@ -215,11 +223,9 @@ class LiveWriter:
         return failed
 
     async def _call(self, shard: Shard, args: list[str | bytes]) -> Any:
-        if self._sha is None:
-            self._sha = await self.client.script_load(_TRACK)
         try:
-            return await self.client.evalsha(self._sha, 1, shard.stream, *args)
+            return await self.client.evalsha(_TRACK_SHA, 1, shard.stream, *args)
         except NoScriptError:
-            # Redis lost its script cache (restart, SCRIPT FLUSH, a new node): nothing ran; load it and go again.
-            self._sha = await self.client.script_load(_TRACK)
-            return await self.client.evalsha(self._sha, 1, shard.stream, *args)
+            # This node lacks the script (a restart, SCRIPT FLUSH, a new master): EVAL runs it and caches it
+            # there, on that node alone (SCRIPT LOAD on a cluster goes to every master, and fails while one is down).
+            return await self.client.eval(_TRACK, 1, shard.stream, *args)

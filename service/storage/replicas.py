@@ -182,7 +182,10 @@ class ReadRouter:
 
     async def _watch(self) -> None:
         while True:
-            await self.measure()
+            try:
+                await self.measure()
+            except Exception:  # a bug in a round must not stop the monitor: replicas would keep their last state
+                log.exception("replica monitor: a measurement round failed")
             await asyncio.sleep(self.interval)
 
     async def measure(self) -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-import redis
 from psycopg.types.json import Jsonb
 
+from service.core.errors import REDIS_ERRORS
 from service.core.task_context import TaskContext
 from service.core.windows import quarter_hour
 from service.live.client import layout, used_memory
@@ -36,7 +36,7 @@ def sample(context: TaskContext) -> dict[str, tuple[float, dict[str, Any]]]:
         redis_memory = float(used_memory(context.redis))
         backlog, pending = stream_backlog(context.redis, layout(context.settings))
         redis_ok = True
-    except redis.RedisError:
+    except REDIS_ERRORS:
         redis_memory, backlog, pending, redis_ok = 0.0, 0, 0, False
     return {
         "cpu_usage": (psutil.cpu_percent(interval=0.5), {"cores": psutil.cpu_count()}),

@@ -24,14 +24,13 @@ from uuid import uuid4
 
 import msgspec
 import psycopg
-import redis
 from huey import RedisHuey
 from huey.consumer import Consumer, Scheduler
 from psycopg.types.json import Jsonb
 
 from service.core.cron import parse_cron
 from service.core.db import detect_engine, sync_pool
-from service.core.errors import first_line
+from service.core.errors import REDIS_ERRORS, first_line
 from service.core.settings import Settings
 from service.core.task_catalog import BY_NAME, TASKS
 from service.core.task_context import TaskContext
@@ -73,7 +72,7 @@ class _Lock:
         while not self._stop.wait(LOCK_TTL / 3):
             try:
                 self.client.eval(_RENEW, 1, self.key, self.token, LOCK_TTL)
-            except redis.RedisError as exc:  # the next beat tries again; the lock outlives one missed beat
+            except REDIS_ERRORS as exc:  # the next beat tries again; the lock outlives one missed beat
                 log.warning("could not renew %s: %s", self.key, exc)
 
     def __exit__(self, *exc: object) -> None:

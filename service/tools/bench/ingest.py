@@ -30,7 +30,7 @@ from service.ingest.records import activity_record
 from service.ingest.schemas import TrackActivity
 from service.ingest.worker import IngestWorker
 from service.ingest.writer import ACTIVITY_COLUMNS
-from service.live.client import async_client, layout, sync_client
+from service.live.client import async_client, layout, prepare, sync_client
 from service.live.records import ActivityRecord
 from service.live.stream import stream_events
 from service.live.writer import LiveWriter
@@ -311,6 +311,7 @@ def fill_stream(settings: Settings, records: Sequence[ActivityRecord]) -> float:
     async def fill() -> float:
         client = async_client(settings)
         try:
+            await prepare(client)
             writer = LiveWriter(client, layout(settings), MAX_BACKLOG)
             start = time.perf_counter()
             for i in range(0, len(records), CHUNK):
