@@ -146,15 +146,20 @@ def empty_database_url(postgres_admin_url: str) -> Iterator[str]:
     drop_database(postgres_admin_url, url)
 
 
-@pytest.fixture
-def redis_url(redis_server_url: str) -> str:
-    """The test Redis, emptied for this test."""
-    client = redis.Redis.from_url(redis_server_url)
+def emptied(redis_url: str) -> str:
+    """The Redis database of this URL, flushed; the URL."""
+    client = redis.Redis.from_url(redis_url)
     try:
         client.flushdb()
     finally:
         client.close()
-    return redis_server_url
+    return redis_url
+
+
+@pytest.fixture
+def redis_url(redis_server_url: str) -> str:
+    """The test Redis, emptied for this test."""
+    return emptied(redis_server_url)
 
 
 def settings_for(database_url: str | None, redis_url: str | None, **env: str) -> Settings:

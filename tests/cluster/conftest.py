@@ -11,7 +11,7 @@ import redis
 
 from service.core.settings import Settings
 from service.tools.localstack import RedisClusterNodes, ensure_binaries
-from tests.conftest import settings_for
+from tests.conftest import emptied, settings_for
 from tests.ingest.conftest import make_worker
 
 __all__ = ["make_worker"]  # the ingest workers' fixture, here on the cluster's settings
@@ -43,12 +43,7 @@ def redis_url(redis_cluster: RedisClusterNodes) -> str:
 @pytest.fixture
 def task_redis_url(redis_server_url: str) -> str:
     """The plain Redis of the task queue, emptied for this test."""
-    client = redis.Redis.from_url(redis_server_url)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
-    return redis_server_url
+    return emptied(redis_server_url)
 
 
 @pytest.fixture
