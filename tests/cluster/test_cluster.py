@@ -77,6 +77,15 @@ def test_tracking_and_realtime_across_the_masters(client: Client, settings: Sett
             response = client.post(TRACK, json=body)
             assert response.status_code == 202, response.text
             event_ids.append(response.json()["event_id"])
+    geo = {"community_id": 7, "user_id": 100, "access_result": "blocked", "restriction_scope": "country",
+           "location": {"country": "DE"}}  # fmt: skip
+    assert client.post("/api/geo-analytics/track/", json=geo).status_code == 202
+    assert (
+        client.post(
+            "/api/geo-analytics/track/", json={**geo, "community_id": 8, "access_result": "allowed"}
+        ).status_code
+        == 202
+    )
     retried = {"community_id": 5, "user_id": 100, "activity_type": "post", "event_id": str(uuid.uuid4())}
     assert client.post(TRACK, json=retried).status_code == 202
     assert client.post(TRACK, json=retried).status_code == 202  # a retry: recognised by its shard
@@ -94,12 +103,19 @@ def test_tracking_and_realtime_across_the_masters(client: Client, settings: Sett
             await live.aclose()
 
     total = sum(community % 3 + 1 for community in communities)
-    assert asyncio.run(platform_counts()) == {"view_count": total, "post_count": 1}
+    assert asyncio.run(platform_counts()) == {
+        "view_count": total,
+        "post_count": 1,
+        "geo_blocked_count": 1,
+        "geo_allowed_count": 1,
+    }
 
-    assert drain(make_worker()) == total + 1
+    assert drain(make_worker()) == total + 1 + 2
     assert rows(settings.database_url or "", "SELECT count(*), count(DISTINCT event_id) FROM activity_events") == [
         (total + 1, total + 1)
     ]
+    assert rows(settings.database_url or "", "SELECT community_id, access_result FROM geo_access_events "
+                "ORDER BY 1") == [(7, "blocked"), (8, "allowed")]  # fmt: skip
 
     ready = client.get("/ready").json()
     assert sorted(slots for m in ready["redis_cluster"] for slots in m["slots"]) == [
