@@ -46,10 +46,10 @@ async def prepare(client: AsyncRedis) -> None:
         await client.initialize()
 
 
-def sync_client(settings: Settings, socket_timeout: float | None = None) -> SyncRedis:
+def sync_client(settings: Settings) -> SyncRedis:
     """A client of the live Redis for a worker process (thread-safe)."""
     assert settings.redis_url is not None
-    read = socket_timeout if socket_timeout is not None else settings.redis_timeout + 5
+    read = settings.redis_timeout + 5
     connect = settings.redis_timeout
     if settings.redis_cluster:
         return RedisCluster.from_url(settings.redis_url, socket_timeout=read, socket_connect_timeout=connect)

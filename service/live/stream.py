@@ -4,7 +4,7 @@ per shard; the figures of all of them are summed)."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from service.live.client import AsyncRedis, SyncRedis
 from service.live.keys import GROUP, Shard, Shards
@@ -15,15 +15,13 @@ def stream_events(client: SyncRedis, shards: Shards) -> int:
     total = 0
     for shard in shards.all:
         start = "-"
-        while entries := _entries(client.xrange(shard.stream, min=start, count=1000)):
+        while entries := cast(
+            list[tuple[bytes, dict[bytes, bytes]]], client.xrange(shard.stream, min=start, count=1000)
+        ):
             total += sum(len(fields) for _, fields in entries)
             last = entries[-1][0]
             start = "(" + (last.decode() if isinstance(last, bytes) else str(last))
     return total
-
-
-def _entries(reply: Any) -> list[tuple[bytes, dict[bytes, bytes]]]:
-    return list(reply)
 
 
 def trim_acknowledged(client: SyncRedis, shard: Shard) -> int:

@@ -407,33 +407,28 @@ def flush_redis(redis_url: str) -> None:
         client.close()
 
 
-def flush_live(settings: Settings) -> None:
-    """Empty the live Redis of the settings: every master of a cluster."""
+def live_nodes(settings: Settings) -> list[str]:
+    """The URLs of the live Redis of the settings: every master of a cluster, else REDIS_URL."""
+    assert settings.redis_url is not None
     if not settings.redis_cluster:
-        assert settings.redis_url is not None
-        flush_redis(settings.redis_url)
-        return
+        return [settings.redis_url]
     client = sync_client(settings)
     assert isinstance(client, RedisCluster)
     try:
-        client.flushdb(target_nodes=RedisCluster.PRIMARIES)
+        return [f"redis://{node.host}:{node.port}/0" for node in client.get_primaries()]  # type: ignore[no-untyped-call]
     finally:
         client.close()
+
+
+def flush_live(settings: Settings) -> None:
+    """Empty the live Redis of the settings: every master of a cluster."""
+    for url in live_nodes(settings):
+        flush_redis(url)
 
 
 def settle_live(settings: Settings) -> None:
     """`wait_for_redis_persistence` on the live Redis of the settings: on every master of a cluster."""
-    if not settings.redis_cluster:
-        assert settings.redis_url is not None
-        wait_for_redis_persistence(settings.redis_url)
-        return
-    client = sync_client(settings)
-    assert isinstance(client, RedisCluster)
-    try:
-        nodes = [f"redis://{node.host}:{node.port}/0" for node in client.get_primaries()]  # type: ignore[no-untyped-call]
-    finally:
-        client.close()
-    for url in nodes:
+    for url in live_nodes(settings):
         wait_for_redis_persistence(url)
 
 

@@ -44,6 +44,8 @@ from service.tools.bench.harness import (
 )
 from service.tools.bench.options import Options
 
+SINGLE = shards(1, False)  # the bench's own single Redis, unsharded
+
 SEED = 20260101
 CHUNK = 250_000  # rows per INSERT ... SELECT of the load
 WARMUP_REQUESTS = 20  # untimed requests per endpoint before the timed ones
@@ -302,7 +304,7 @@ def raw_report(raw: Raw, community: int | None, window: Window) -> dict[str, Any
     views, visitors, previous, returning, stored_peak = raw.one(_RAW_REPORT, params)
     (seconds,) = raw.one(_RAW_SESSIONS, {**params, "gap": SESSION_GAP})
     today = (window.end - timedelta(days=1)).strftime("%Y-%m-%d")
-    live_peak = raw.redis.hget(shards(1, False).all[0].peak_key(today), str(community))  # the one unsharded Redis
+    live_peak = raw.redis.hget(SINGLE.all[0].peak_key(today), str(community))
     metrics = {
         "total_views": int(views),
         "unique_visitors": int(visitors),
@@ -828,7 +830,7 @@ def _benchmark(bench: Bench, options: Options, urls: tuple[str, str], idle: floa
         client = redis.Redis.from_url(redis_url)
         try:
             with progress.step("live state in Redis"):
-                fill_redis(conn, client, datetime.now(UTC), now, shards(1, False))
+                fill_redis(conn, client, datetime.now(UTC), now, SINGLE)
             activity = volumes(
                 conn, "SELECT community_id, sum(events) FROM activity_daily WHERE community_id IS NOT NULL GROUP BY 1"
             )
