@@ -17,6 +17,7 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 from msgspec import Meta
 
 from service.auth.guards import principal_of, require_may_track_for
+from service.auth.middleware import authenticated
 from service.auth.tokens import Principal
 from service.core import client_json
 from service.core.errors import REDIS_ERRORS, FieldError, Forbidden, InvalidInput, Unavailable
@@ -95,7 +96,6 @@ async def _write(resources: Resources, records: list[ActivityRecord] | list[GeoR
 
 
 async def _track_one(request: AnyRequest, body_type: type[T], make: Callable[[T], R], resources: Resources) -> R:
-    admit_tracking(request, resources)
     kind = _kind(body_type)
     try:
         item = client_json.decode(await _body(request, kind), body_type)
@@ -114,7 +114,6 @@ async def _track_many(
     request: AnyRequest, body_type: type[T], make: Callable[[T], R], resources: Resources
 ) -> BatchAccepted:
     """Each item on its own: bad ones are reported, good ones accepted; answered 400 only if none is good."""
-    admit_tracking(request, resources)
     kind = _kind(body_type)
     try:
         items = client_json.decode(await _body(request, kind), list[msgspec.Raw])
@@ -156,10 +155,14 @@ def _prefixed(index: int, field: str) -> str:
     return f"{prefix}.{field}" if field != "body" else prefix
 
 
-def _resources(request: AnyRequest) -> Resources:
-    # The hot path reads the process's resources straight from the app state: Litestar's dependency injection
-    # would cost a signature-model validation per request here.
+async def _admitted(request: AnyRequest) -> Resources:
+    """The process's resources, once the caller is authenticated and within the tracking rate limit: a plain call
+    here rather than the authentication middleware and a guard, whose layers cost more than the checks."""
+    # Read straight from the app state: Litestar's dependency injection would cost a signature-model validation
+    # per request here.
     resources: Resources = request.app.state.resources
+    await authenticated(request, resources)
+    admit_tracking(request, resources)
     return resources
 
 
@@ -199,22 +202,24 @@ class CommunityTrackController(Controller):
     @post(
         "/track/",
         status_code=HTTP_202_ACCEPTED,
+        exclude_from_auth=True,  # authenticated by the handler (`_admitted`)
         summary="Track one community activity event",
         operation_class=json_body(TrackActivity, "One activity event"),
     )
     async def track(self, request: AnyRequest) -> Accepted:
-        resources = _resources(request)
+        resources = await _admitted(request)
         record = await _track_one(request, TrackActivity, _activity_maker(request, resources), resources)
         return Accepted(status="accepted", event_id=record.event_id)
 
     @post(
         "/track/batch/",
         status_code=HTTP_202_ACCEPTED,
+        exclude_from_auth=True,  # authenticated by the handler (`_admitted`)
         summary="Track a list of community activity events, each accepted or rejected on its own",
         operation_class=json_body(Batch[TrackActivity], "Activity events: 1 to TRACK_MAX_BATCH (default 500) items"),
     )
     async def track_batch(self, request: AnyRequest) -> BatchAccepted:
-        resources = _resources(request)
+        resources = await _admitted(request)
         return await _track_many(request, TrackActivity, _activity_maker(request, resources), resources)
 
 
@@ -227,22 +232,24 @@ class GeoTrackController(Controller):
     @post(
         "/track/",
         status_code=HTTP_202_ACCEPTED,
+        exclude_from_auth=True,  # authenticated by the handler (`_admitted`)
         summary="Track one geo-restriction access decision",
         operation_class=json_body(TrackGeo, "One access decision; `location`, or `ip`, or neither (client address)"),
     )
     async def track(self, request: AnyRequest) -> Accepted:
-        resources = _resources(request)
+        resources = await _admitted(request)
         record = await _track_one(request, TrackGeo, _geo_maker(request, resources), resources)
         return Accepted(status="accepted", event_id=record.event_id)
 
     @post(
         "/track/batch/",
         status_code=HTTP_202_ACCEPTED,
+        exclude_from_auth=True,  # authenticated by the handler (`_admitted`)
         summary="Track a list of geo-restriction access decisions, each accepted or rejected on its own",
         operation_class=json_body(Batch[TrackGeo], "Access decisions: 1 to TRACK_MAX_BATCH (default 500) items"),
     )
     async def track_batch(self, request: AnyRequest) -> BatchAccepted:
-        resources = _resources(request)
+        resources = await _admitted(request)
         return await _track_many(request, TrackGeo, _geo_maker(request, resources), resources)
 
 
@@ -255,9 +262,10 @@ class EventsController(Controller):
     @post(
         "/",
         status_code=HTTP_202_ACCEPTED,
+        exclude_from_auth=True,  # authenticated by the handler (`_admitted`)
         summary="Track a list of platform-level events, each accepted or rejected on its own",
         operation_class=json_body(Batch[PlatformEvent], "Platform events: 1 to TRACK_MAX_BATCH (default 500) items"),
     )
     async def track(self, request: AnyRequest) -> BatchAccepted:
-        resources = _resources(request)
+        resources = await _admitted(request)
         return await _track_many(request, PlatformEvent, _activity_maker(request, resources), resources)

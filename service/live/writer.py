@@ -39,24 +39,29 @@ for i = 5, #ARGV, 8 do
   local at, day, community, user = tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local field, event_id, live, payload = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6] == '1', ARGV[i + 7]
   if event_id == '' or redis.call('SET', P .. 'seen:' .. event_id, '1', 'NX', 'EX', 86400) then
+    -- A key gets its expiry when it is made, which is when a field of it is new (HINCRBY and INCR answer 1): the
+    -- daily keys are not touched again per event.
     local counts = P .. 'counts:' .. day
-    redis.call('HINCRBY', counts, field, 1)
-    expire[counts] = ttl
+    if redis.call('HINCRBY', counts, field, 1) == 1 then
+      expire[counts] = ttl
+    end
     if community ~= '' then
       counts = counts .. ':' .. community
-      redis.call('HINCRBY', counts, field, 1)
+      if redis.call('HINCRBY', counts, field, 1) == 1 then
+        expire[counts] = ttl
+      end
       if live then  -- activity only: the activity score's 7-day baseline
         redis.call('HINCRBY', counts, 'events', 1)
       end
-      expire[counts] = ttl
       if live and user ~= '' and at > now - 300 then
         redis.call('ZADD', P .. 'presence:' .. community, 'GT', at, user)
         present[community] = true
       end
       if live and at > now - 900 then
         local minute = P .. 'activity:' .. community .. ':' .. math.floor(at / 60)
-        redis.call('INCR', minute)
-        expire[minute] = 1200
+        if redis.call('INCR', minute) == 1 then
+          expire[minute] = 1200
+        end
       end
     end
     fields[#fields + 1] = tostring(#fields / 2)
@@ -73,11 +78,13 @@ for community in pairs(present) do
   redis.call('ZREMRANGEBYSCORE', presence, '-inf', now - 300)
   redis.call('EXPIRE', presence, 600)
   redis.call('ZADD', online, 'GT', now, community)
-  local count = redis.call('ZCARD', presence)
-  if count > tonumber(redis.call('HGET', peaks, community) or '0') then
+  local count, peak = redis.call('ZCARD', presence), redis.call('HGET', peaks, community)
+  if count > tonumber(peak or '0') then
     redis.call('HSET', peaks, community, count)
+    if not peak then
+      expire[peaks] = ttl
+    end
   end
-  expire[peaks] = ttl
 end
 if next(present) ~= nil then
   redis.call('ZREMRANGEBYSCORE', online, '-inf', now - 600)
