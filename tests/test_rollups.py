@@ -134,6 +134,26 @@ def test_sessions_match_a_full_recomputation(database_url: str) -> None:
         GROUP BY user_id, community_id, visit"""
     stored = "SELECT user_id, community_id, started_at, ended_at, events FROM sessions"
     assert sorted(rows(database_url, stored), key=repr) == sorted(rows(database_url, full), key=repr)
+    # The per-day sums the reports read agree with the same full recomputation.
+    full_days = f"""
+        SELECT community_id, (min AT TIME ZONE 'UTC')::date, count(*), sum(extract(epoch FROM max - min))
+        FROM ({full}) visits WHERE community_id IS NOT NULL GROUP BY 1, 2"""
+    daily = "SELECT community_id, day, sessions, duration_seconds FROM sessions_daily"
+    assert sorted(rows(database_url, daily)) == sorted(rows(database_url, full_days))
+
+
+def test_a_late_event_joining_two_visits_moves_their_day_sums(database_url: str) -> None:
+    # Member 1 in community 1: 23:50 the day before yesterday, then 00:30 yesterday: 40 minutes apart, two visits
+    # of one event each, one per day.
+    late_evening, after_midnight = at(2, 23, 50), at(1, 0, 30)
+    store(database_url, [act(late_evening, 1, 1), act(after_midnight, 1, 1)])
+    refresh_rollups(database_url)
+    daily = "SELECT day, sessions, duration_seconds FROM sessions_daily WHERE community_id = 1 ORDER BY day"
+    assert rows(database_url, daily) == [(late_evening.date(), 1, 0), (after_midnight.date(), 1, 0)]
+    # An event at 00:10 arrives late: one visit of 40 minutes started the day before; yesterday has none left.
+    store(database_url, [act(at(1, 0, 10), 1, 1)])
+    refresh_rollups(database_url)
+    assert rows(database_url, daily) == [(late_evening.date(), 1, 2400)]
 
 
 @pytest.mark.parametrize(

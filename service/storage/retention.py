@@ -88,7 +88,6 @@ def cleanup_old_analytics(context: TaskContext) -> dict[str, Any]:
             summary[table] = delete_before(context, table, column, rollup_cutoff)
     for table, column in PLAIN:
         summary[table] = delete_before(context, table, column, rollup_cutoff)
-    summary["community_presence_daily"] = delete_before(
-        context, "community_presence_daily", "day", rollup_cutoff.date()
-    )
+    for table in ("community_presence_daily", "sessions_daily"):
+        summary[table] = delete_before(context, table, "day", rollup_cutoff.date())
     return summary

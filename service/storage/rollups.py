@@ -1,7 +1,8 @@
 """Refreshing what is derived from the raw tables: sessions (both engines) and the rollup twins (postgres).
 
 Writers of raw rows record the time range of each batch in `rollup_invalidations` (`record_invalidation`).
-A refresh consumes those ranges: it rebuilds the sessions of every member active in them, and on the
+A refresh consumes those ranges: it rebuilds the sessions of every member active in them (and the per-day sums
+of the days they changed, `sessions_daily`), and on the
 postgres engine recomputes the rollup buckets they touch, then materializes every rollup up to its last
 complete bucket and moves its watermark. On timescaledb the continuous aggregates refresh themselves
 (policies); only sessions are built here. Refreshing twice changes nothing; concurrent refreshes skip.
@@ -12,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -33,7 +34,8 @@ Range = tuple[datetime, datetime]
 
 # Rebuild the sessions of the members active in [lo, hi]: delete their sessions that come within the gap of that
 # range, then split all their events over the range and those sessions again on gaps longer than the limit.
-# Sessions further away are untouched by the new events, so the result equals a full recomputation.
+# Sessions further away are untouched by the new events, so the result equals a full recomputation. Returns the
+# (community, day) pairs whose visits changed: the days of the visits deleted and of those written.
 _SESSIONS = """
 WITH members AS (
     SELECT DISTINCT user_id, community_id
@@ -63,11 +65,33 @@ WITH members AS (
     SELECT user_id, community_id, time,
            sum(starts_new) OVER (PARTITION BY user_id, community_id ORDER BY time) AS visit
     FROM marked
+), inserted AS (
+    INSERT INTO sessions (user_id, community_id, started_at, ended_at, events)
+    SELECT user_id, community_id, min(time), max(time), count(*)
+    FROM numbered
+    GROUP BY user_id, community_id, visit
+    RETURNING community_id, started_at
 )
-INSERT INTO sessions (user_id, community_id, started_at, ended_at, events)
-SELECT user_id, community_id, min(time), max(time), count(*)
-FROM numbered
-GROUP BY user_id, community_id, visit
+SELECT community_id, (started_at AT TIME ZONE 'UTC')::date FROM inserted WHERE community_id IS NOT NULL
+UNION
+SELECT community_id, (started_at AT TIME ZONE 'UTC')::date FROM old WHERE community_id IS NOT NULL
+"""
+
+# The visits of these (community, day) pairs changed: their sums in sessions_daily are made again from `sessions`
+# (a pair left without visits loses its row).
+_DAYS_GONE = """
+DELETE FROM sessions_daily d
+USING unnest(%(communities)s::bigint[], %(days)s::date[]) AS t(community_id, day)
+WHERE d.community_id = t.community_id AND d.day = t.day
+"""
+_DAYS = """
+INSERT INTO sessions_daily (community_id, day, sessions, duration_seconds)
+SELECT t.community_id, t.day, count(*), sum(extract(epoch FROM s.ended_at - s.started_at))
+FROM unnest(%(communities)s::bigint[], %(days)s::date[]) AS t(community_id, day)
+JOIN sessions s
+  ON s.community_id = t.community_id
+ AND s.started_at >= t.day::timestamp AT TIME ZONE 'UTC' AND s.started_at < (t.day + 1)::timestamp AT TIME ZONE 'UTC'
+GROUP BY t.community_id, t.day
 """
 
 
@@ -142,8 +166,12 @@ def refresh(conn: psycopg.Connection[Any], engine: Engine, now: datetime | None 
         activity = merge(by_source.get("activity", []), slack=SESSION_GAP)
         try:
             with conn.transaction():
+                days: set[tuple[int, date]] = set()
                 for lo, hi in activity:
-                    conn.execute(_SESSIONS, {"lo": lo, "hi": hi, "gap": SESSION_GAP})
+                    days.update(conn.execute(_SESSIONS, {"lo": lo, "hi": hi, "gap": SESSION_GAP}).fetchall())
+                params = {"communities": [c for c, _ in days], "days": [d for _, d in days]}
+                conn.execute(_DAYS_GONE, params)
+                conn.execute(_DAYS, params)
             done.session_ranges = len(activity)
         except psycopg.Error as exc:
             log.error("refreshing sessions failed: %s", first_line(exc))
