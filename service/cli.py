@@ -235,9 +235,14 @@ def _bench_options(sub: Any) -> None:
     )
     for option in dataclasses.fields(Options):  # --duration, --geo-events, ...: one per field, its default there
         text = option.metadata["help"]
-        if option.name != "events":  # whose default depends on the target
+        kind: dict[str, Any] = {"type": _positive}
+        if option.type in (bool, "bool"):
+            kind = {"action": "store_true"}
+        elif "choices" in option.metadata:
+            kind = {"choices": option.metadata["choices"]}
+        elif option.name != "events":  # whose default depends on the target
             text += f" (default {option.default})"
-        bench.add_argument(f"--{option.name.replace('_', '-')}", type=_positive, default=None, help=text)
+        bench.add_argument(f"--{option.name.replace('_', '-')}", **kind, default=None, help=text)
 
 
 def _token_options(sub: Any) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 TARGETS = ("ingest", "queries", "live", "export")
 DEFAULT_EVENTS = {"ingest": 200_000, "queries": 10_000_000, "live": 0, "export": 10_000_000}  # --events, per target
@@ -12,7 +13,8 @@ DEFAULT_EVENTS = {"ingest": 200_000, "queries": 10_000_000, "live": 0, "export":
 class Options:
     """What the command line can change about a benchmark run."""
 
-    # Each field is a command-line option (`--geo-events`), its help the metadata's.
+    # Each field is a command-line option (`--geo-events`), its help the metadata's; a bool field is a flag, and
+    # `choices` in the metadata are the only values a field accepts.
     duration: int = field(default=10, metadata={"help": "ingest: seconds per HTTP measurement, after a 2 s warm-up"})
     connections: int = field(default=64, metadata={"help": "ingest: wrk connections"})
     events: int = field(
@@ -33,9 +35,19 @@ class Options:
     raw_samples: int = field(
         default=20, metadata={"help": "queries: timed computations from the raw tables per endpoint"}
     )
+    peer: str = field(
+        default="",
+        metadata={"help": "queries: also compute the figures in this columnar database, embedded, and time it "
+                  "(needs `pip install -e '.[bench]'`)", "choices": ("clickhouse",)},
+    )  # fmt: skip
+    growth: bool = field(
+        default=False,
+        metadata={"help": "queries: run the whole benchmark at 1000000 activity events (--events // 10 when that is "
+                  "not larger) first, then at --events, and compare the p95s"},
+    )  # fmt: skip
 
     @classmethod
-    def of(cls, target: str, given: dict[str, int | None]) -> Options:
+    def of(cls, target: str, given: dict[str, Any]) -> Options:
         """The options of a run of `target`: what was given, the defaults for the rest (`events` per target)."""
         chosen = {name: value for name, value in given.items() if value is not None}
         chosen.setdefault("events", DEFAULT_EVENTS[target])
