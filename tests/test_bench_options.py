@@ -26,7 +26,7 @@ from service.tools.bench.queries import (
     growth_table,
 )
 
-REPORT = next(e for e in ENDPOINTS if e.goal)
+REPORT = next(e for e in ENDPOINTS if e.goal_p95 and e.peer_goal)
 REALTIME = next(e for e in ENDPOINTS if e.raw is None)
 
 
@@ -84,7 +84,10 @@ def test_cells_without_a_peer() -> None:
     cells = _cells(result(raw_latencies=[0.5] * 5), OtherLoad())
     assert cells[:6] == [REPORT.label, "10 ms", "10 ms", "500 ms", "500 ms", "50x"]
     assert len(cells) == 8
-    assert cells[-1] == "MISSED"  # 50x < 100x
+    assert cells[-2:] == ["p95 < raw, < 10 ms", "MISSED"]  # 50x faster than raw, but 10 ms is not below 10 ms
+    faster = Result(REPORT, [0.009] * 20, [0.5] * 5)
+    assert _cells(faster, OtherLoad())[-1] == "met"
+    assert _cells(result(raw_latencies=[0.005] * 5), OtherLoad())[-1] == "MISSED"  # slower than raw
 
 
 def test_cells_with_a_peer() -> None:
