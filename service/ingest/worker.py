@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import msgspec
 import psycopg
@@ -30,7 +30,7 @@ from redis.cluster import RedisCluster
 from service.core.db import sync_pool
 from service.core.errors import REDIS_ERRORS, first_line
 from service.core.settings import Settings
-from service.ingest.writer import Written, write_batch
+from service.ingest.writer import Written, activity_rows, write_batch
 from service.live.client import SyncRedis, layout, sync_client
 from service.live.keys import GROUP, KIND_ACTIVITY, KIND_GEO, Shard
 from service.live.records import ActivityRecord, GeoRecord
@@ -41,6 +41,20 @@ log = logging.getLogger(__name__)
 
 Entry = tuple[Shard, bytes, dict[bytes, bytes]]  # (the shard whose stream holds it, entry id, its fields)
 Dead = tuple[Entry, bytes, str]  # a record that can never be stored: its entry, its field, why
+
+
+class Batch(NamedTuple):
+    """Entries read and decoded: the records of each kind with the (entry, field) each came from (for dead
+    letters, in the order `_store` indexes them), and the fields that could not be decoded."""
+
+    entries: list[Entry]
+    activities: list[ActivityRecord]
+    geos: list[GeoRecord]
+    sources: list[tuple[Entry, bytes]]
+    dead: list[Dead]
+    rows: list[tuple[object, ...]]  # the activities as rows, made here rather than while the database waits
+
+
 T = TypeVar("T")
 _activity = msgspec.msgpack.Decoder(ActivityRecord)
 _geo = msgspec.msgpack.Decoder(GeoRecord)
@@ -78,25 +92,26 @@ class IngestWorker:
         self.ingested = 0  # events written (duplicates included) since start
 
     def run(self) -> None:
-        """Consume until `stop` is set. The next batch is read from Redis while the current one is written to
-        PostgreSQL, so neither waits for the other."""
+        """Consume until `stop` is set. The next batch is read from Redis and decoded while the current one is
+        written to PostgreSQL (the decoding runs while this thread waits for the server), so neither waits for
+        the other."""
         self._retry_redis(self.ensure_group)
         log.info("ingest worker %r consuming %d stream(s) (group %s)", self.consumer, len(self.shards), GROUP)
         # What a previous life of this consumer left pending comes first, before anything is read ahead.
         while not self.stop.is_set() and self._retry_redis(self._finish_own_pending):
             pass
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-read") as reader:
-            ahead = reader.submit(self._fetch)
+            ahead = reader.submit(self._fetch_decoded)
             while not self.stop.is_set():
                 try:
-                    entries = ahead.result()
+                    batch = ahead.result()
                 except (redis.ConnectionError, redis.TimeoutError) as exc:
                     log.warning("cannot reach Redis (%s); retrying", exc)
                     self.stop.wait(1.0)
-                    entries = []
-                ahead = reader.submit(self._fetch)
-                if entries:
-                    self._retry_redis(partial(self._process, entries))
+                    batch = None
+                ahead = reader.submit(self._fetch_decoded)
+                if batch is not None:
+                    self._retry_redis(partial(self._write, batch))
                 if time.monotonic() - self._last_trim > 1.0:
                     self._retry_redis(self._maintain)
             ahead.cancel()
@@ -107,6 +122,11 @@ class IngestWorker:
         if entries:
             self._process(entries)
         return bool(entries)
+
+    def _fetch_decoded(self) -> Batch | None:
+        """The next entries (`_fetch`), decoded; None when none came."""
+        entries = self._fetch()
+        return self._decode(entries) if entries else None
 
     def _fetch(self, block_ms: int = 1000) -> list[Entry]:
         """Stale entries of other consumers when it is time to look, else new ones (waiting up to `block_ms`)."""
@@ -218,6 +238,10 @@ class IngestWorker:
         return claimed
 
     def _process(self, entries: list[Entry]) -> None:
+        self._write(self._decode(entries))
+
+    @staticmethod
+    def _decode(entries: list[Entry]) -> Batch:
         activities: list[ActivityRecord] = []
         geos: list[GeoRecord] = []
         # Where each record came from, for dead letters: (entry, its field), in the order _store() indexes them.
@@ -238,15 +262,19 @@ class IngestWorker:
                         dead.append((entry, name, f"unknown kind {kind!r}"))
                 except msgspec.DecodeError as exc:
                     dead.append((entry, name, f"undecodable: {exc}"))
-        stored = self._store(activities, geos)
+        return Batch(entries, activities, geos, activity_sources + geo_sources, dead, activity_rows(activities))
+
+    def _write(self, batch: Batch) -> None:
+        """Store a batch, acknowledge its entries (with dead letters for what can never be stored)."""
+        entries, activities, geos, sources, dead, rows = batch
+        stored = self._store(activities, geos, rows)
         if stored is None:
             return  # stopping while the database is unreachable: leave everything pending
         refused, written = stored
         # Committed by now (each write_batch is its own transaction): count the rows, whatever Redis does next.
         EVENTS_INGESTED.labels("activity").inc(written.activity)
         EVENTS_INGESTED.labels("geo").inc(written.geo)
-        sources = activity_sources + geo_sources
-        dead += [(*sources[i], reason) for i, reason in refused]
+        dead = dead + [(*sources[i], reason) for i, reason in refused]
         self._acknowledge(entries, dead)
         if dead:
             log.error("moved %d records to the dead letters; first: %s", len(dead), dead[0][2])
@@ -272,9 +300,10 @@ class IngestWorker:
         return True
 
     def _store(
-        self, activities: list[ActivityRecord], geos: list[GeoRecord]
+        self, activities: list[ActivityRecord], geos: list[GeoRecord], rows: list[tuple[object, ...]] | None = None
     ) -> tuple[list[tuple[int, str]], Written] | None:
-        """Write the batch, retrying while the database is unreachable. Returns the (index, reason) of
+        """Write the batch (`rows`: the activities' rows, when made already), retrying while the database is
+        unreachable. Returns the (index, reason) of
         records the database refuses for good (index into activities + geos) and the rows inserted, or None
         when stopped."""
         delay = 0.5
@@ -283,7 +312,12 @@ class IngestWorker:
                 with self.pool.connection() as conn:
                     try:
                         written = write_batch(
-                            conn, activities, geos, self.settings.geo_bypass_window, self.settings.ingest_use_copy
+                            conn,
+                            activities,
+                            geos,
+                            self.settings.geo_bypass_window,
+                            self.settings.ingest_use_copy,
+                            rows,
                         )
                         return [], written
                     except (psycopg.IntegrityError, psycopg.DataError):

@@ -113,19 +113,24 @@ class RefreshFailed(Exception):
 def record_invalidation(conn: psycopg.Connection[Any], source: str, times: Iterable[datetime]) -> None:
     """Note that raw rows of `source` were written at `times`, in the writer's transaction: one range per run of
     consecutive hours, so one back-dated event does not make the refresh recompute everything in between."""
-    hours = sorted({floor(t, HOUR) for t in times})
+    # Hours since the epoch: the hour buckets (ORIGIN is a whole hour), for a few hundred ns an event.
+    hours = sorted({int(t.timestamp() // 3600) for t in times})
     if not hours:
         return
-    runs: list[list[datetime]] = []
+    runs: list[list[int]] = []
     for hour in hours:
-        if runs and hour - runs[-1][-1] <= HOUR:
+        if runs and hour - runs[-1][-1] <= 1:
             runs[-1].append(hour)
         else:
             runs.append([hour])
     conn.cursor().executemany(
         "INSERT INTO rollup_invalidations (source, lo, hi) VALUES (%s, %s, %s)",
-        [(source, run[0], run[-1] + HOUR - timedelta(microseconds=1)) for run in runs],
-    )
+        [
+            (source, datetime.fromtimestamp(run[0] * 3600, UTC),
+             datetime.fromtimestamp((run[-1] + 1) * 3600, UTC) - timedelta(microseconds=1))
+            for run in runs
+        ],
+    )  # fmt: skip
 
 
 def merge(ranges: Iterable[Range], slack: timedelta = timedelta(0)) -> list[Range]:

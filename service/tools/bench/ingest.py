@@ -30,6 +30,7 @@ from service.ingest.records import activity_record
 from service.ingest.schemas import TrackActivity
 from service.ingest.worker import IngestWorker
 from service.ingest.writer import ACTIVITY_COLUMNS
+from service.ingest.writer import ACTIVITY_TYPES as COLUMN_TYPES
 from service.live.client import async_client, layout, prepare, sync_client
 from service.live.records import ActivityRecord
 from service.live.stream import stream_events
@@ -71,8 +72,9 @@ SECTIONS = ("feed", "events", "members", "chat", "about")
 CLIENTS = ("web", "ios", "android")
 CHUNK = 1_000  # records per LiveWriter.write() call when filling the stream
 MAX_BACKLOG = 100_000_000  # INGEST_MAX_BACKLOG of the served app: the stream grows during the HTTP runs
-SINGLE_GOAL = 0.60
-INGEST_GOAL = 0.50
+SINGLE_GOAL = 0.65  # single-event tracking's throughput, at least this share of the minimal route's
+P99_GOAL = 2.0  # single-event tracking's p99 latency, at most this many times the minimal route's
+INGEST_GOAL = 0.70  # stream -> table, at least this share of a raw COPY's rate
 WRK_INSTALL = "apt-get install -y wrk"
 TABLE = "activity_events"
 
@@ -330,10 +332,12 @@ def raw_copy(database_url: str, records: Sequence[ActivityRecord]) -> float:
          Jsonb(r.metadata))
         for r in records
     ]  # fmt: skip
-    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(TABLE), ACTIVITY_COLUMNS)
+    # The format the ingest worker writes in: binary.
+    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(sql.Identifier(TABLE), ACTIVITY_COLUMNS)
     with psycopg.connect(database_url) as conn:
         start = time.perf_counter()
         with conn.cursor() as cur, cur.copy(statement) as copy:
+            copy.set_types(COLUMN_TYPES)
             for row in rows:
                 copy.write_row(row)
         conn.commit()
@@ -381,19 +385,25 @@ class Row:
     goal: float | None
     valid: bool
     disturbed: bool = False  # other processes took CPU during one of the spans behind it
+    at_most: bool = False  # the goal is a ceiling of the ratio (a latency), not a floor (a rate)
 
     def cells(self) -> list[str]:
         """The row's text, column by column."""
-        goal = f">= {self.goal:.0%}".replace("%", " %") if self.goal is not None else "-"
+        if self.at_most:
+            ratio, goal = f"{self.ratio:.1f}x", f"<= {self.goal:.1f}x" if self.goal is not None else "-"
+        else:
+            ratio = f"{self.ratio:.0%}".replace("%", " %")
+            goal = f">= {self.goal:.0%}".replace("%", " %") if self.goal is not None else "-"
         if not self.valid:
             verdict = "INVALID (errors)"
         elif self.goal is None:
             verdict = ""
         else:
-            verdict = "met" if self.ratio >= self.goal else "MISSED"
+            met = self.ratio <= self.goal if self.at_most else self.ratio >= self.goal
+            verdict = "met" if met else "MISSED"
         if self.disturbed:
             verdict = f"{verdict} (disturbed)".lstrip()
-        return [self.name, self.measured, self.baseline, f"{self.ratio:.0%}".replace("%", " %"), goal, verdict]
+        return [self.name, self.measured, self.baseline, ratio, goal, verdict]
 
 
 # --- the run --------------------------------------------------------------------------------------------------
@@ -643,6 +653,9 @@ def _report(
         rows += [
             Row(f"single-event tracking{suffix}", f"{run.single.rate:,.0f} req/s", base_text,
                 run.single.rate / base.rate, SINGLE_GOAL, not (run.single.errors or base.errors), run.single_disturbed),
+            Row(f"single-event p99{suffix}", f"{run.single.p99_ms:.1f} ms", f"minimal POST {base.p99_ms:.1f} ms",
+                run.single.p99_ms / base.p99_ms, P99_GOAL, not (run.single.errors or base.errors),
+                run.single_disturbed, at_most=True),
             Row(f"{BATCH_LABEL}{suffix}", f"{batch_events:,.0f} ev/s", base_text, batch_events / base.rate, None,
                 not (run.batch.errors or base.errors), run.batch_disturbed),
             Row(f"stream -> table{suffix}", f"{drain_rate:,.0f} ev/s", f"raw COPY {copy_rate:,.0f} rows/s",
@@ -674,7 +687,8 @@ def _report(
     )
     notes += [
         "tracking measured with authentication and rate limiting: every request carries a service JWT (HS256) "
-        "that the authentication middleware verifies (cached per process after the first request), and passes "
+        "that the tracking handler verifies as the authentication middleware would (cached per process after the "
+        "first request), and passes "
         f"the tracking rate limiter (counted per process, flushed to Redis; RATE_LIMIT_TRACK {BENCH_RATE_LIMIT:,} "
         "so the bench's one token is never refused); the minimal route gets the same requests and checks nothing",
         f"batch: events/s through the batch route ({BATCH_SIZE} events per request) compared with requests/s of "
