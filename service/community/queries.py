@@ -40,12 +40,14 @@ WHERE community_id = %(community)s AND bucket >= %(start)s AND bucket < %(end)s
 GROUP BY bucket
 """
 
+# From the hourly rollup: today's daily bucket is not materialized before midnight, and the daily view would group
+# today's hours by activity type first, then again here (26 ms against 11 ms on the 10 M-event bench data).
 _TODAY = """
 SELECT community_id, sum(events)::bigint AS events,
        coalesce(sum(events) FILTER (WHERE activity_type = 'view'), 0)::bigint AS views,
        coalesce(sum(events) FILTER (WHERE activity_type = 'join'), 0)::bigint AS joins
-FROM activity_daily
-WHERE bucket = %(today)s AND community_id IS NOT NULL
+FROM activity_hourly
+WHERE bucket >= %(today)s AND bucket < %(today)s + interval '1 day' AND community_id IS NOT NULL
 GROUP BY community_id
 ORDER BY events DESC, community_id
 LIMIT %(limit)s
