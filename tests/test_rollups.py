@@ -13,7 +13,8 @@ import pytest
 from service.core.settings import Settings
 from service.live.realtime import activity_level
 from service.live.records import ActivityRecord, GeoRecord
-from service.storage.rollups import floor, merge, record_invalidation
+from service.storage.buckets import floor, merge
+from service.storage.rollups import record_invalidation
 from service.tasks.worker import execute
 from tests.support import act, at, refresh_rollups, rows, staff_client, store
 

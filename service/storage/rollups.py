@@ -2,10 +2,11 @@
 
 Writers of raw rows record the time range of each batch in `rollup_invalidations` (`record_invalidation`).
 A refresh consumes those ranges: it rebuilds the sessions of every member active in them (and the per-day sums
-of the days they changed, `sessions_daily`), and on the
-postgres engine recomputes the rollup buckets they touch, then materializes every rollup up to its last
-complete bucket and moves its watermark. On timescaledb the continuous aggregates refresh themselves
-(policies); only sessions are built here. Refreshing twice changes nothing; concurrent refreshes skip.
+of the days they changed, `sessions_daily`); on the postgres engine it recomputes the rollup buckets they touch,
+then materializes every rollup up to its last complete bucket and moves its watermark; then it brings today's
+community figures up to date (`storage/today.py`). On timescaledb the continuous aggregates refresh themselves
+(policies); only sessions and today's figures are built here. Refreshing twice changes nothing; concurrent
+refreshes skip.
 """
 
 from __future__ import annotations
@@ -22,15 +23,13 @@ from psycopg import sql
 from service.core.db import Engine
 from service.core.errors import first_line
 from service.core.task_context import TaskContext
+from service.storage.buckets import Range, floor, merge
+from service.storage.today import refresh_today
 
 log = logging.getLogger(__name__)
 
-HOUR = timedelta(hours=1)
 SESSION_GAP = timedelta(minutes=30)  # a member's visit ends after 30 minutes without activity
-ORIGIN = datetime(2000, 1, 3, tzinfo=UTC)  # bucket origin shared with time_bucket() and the rollup files
 _LOCK_ID = 0x726F6C6C7570  # "rollup"
-
-Range = tuple[datetime, datetime]
 
 # Rebuild the sessions of the members active in [lo, hi]: delete their sessions that come within the gap of that
 # range, then split all their events over the range and those sessions again on gaps longer than the limit.
@@ -133,22 +132,6 @@ def record_invalidation(conn: psycopg.Connection[Any], source: str, times: Itera
     )  # fmt: skip
 
 
-def merge(ranges: Iterable[Range], slack: timedelta = timedelta(0)) -> list[Range]:
-    """Sorted, non-overlapping ranges covering `ranges`; ranges closer than `slack` are joined."""
-    merged: list[Range] = []
-    for lo, hi in sorted(ranges):
-        if merged and lo <= merged[-1][1] + slack:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
-        else:
-            merged.append((lo, hi))
-    return merged
-
-
-def floor(t: datetime, width: timedelta) -> datetime:
-    """The start of the bucket of `width` holding `t` (aligned like time_bucket and date_bin)."""
-    return ORIGIN + ((t - ORIGIN) // width) * width
-
-
 def refresh(conn: psycopg.Connection[Any], engine: Engine, now: datetime | None = None) -> Refreshed:
     """Consume the invalidation log and bring sessions (and, on postgres, the rollups) up to date.
 
@@ -192,6 +175,13 @@ def refresh(conn: psycopg.Connection[Any], engine: Engine, now: datetime | None 
                     log.error("refreshing %s failed: %s", name, first_line(exc))
                     done.failed[name] = first_line(exc)
                     failed_sources.add(source)
+        try:  # after the hourly rollup, which it reads
+            with conn.transaction():
+                refresh_today(conn, now, by_source.get("activity", []))
+        except psycopg.Error as exc:
+            log.error("refreshing today's community figures failed: %s", first_line(exc))
+            done.failed["community_today"] = first_line(exc)
+            failed_sources.add("activity")  # their members are added again at the next run
         consumed = [row_id for row_id, source, _, _ in invalidations if source not in failed_sources]
         with conn.transaction():
             conn.execute("DELETE FROM rollup_invalidations WHERE id = ANY(%s)", (consumed,))

@@ -37,7 +37,7 @@ from service.core.listing import (
 )
 from service.core.openapi import json_body
 from service.core.rows import aware, bound, check_failed, fetch_one, insert_statement, valid_id
-from service.storage.rollups import HOUR, floor
+from service.storage.buckets import HOUR, floor
 from service.system_metrics.schemas import (
     MAX_CLOCK_SKEW,
     METRIC_READ_ONLY,

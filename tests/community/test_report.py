@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
 from litestar.testing import TestClient
 
+from service.core.db import detect_engine
 from service.live.records import ActivityRecord
-from tests.support import act, at, refresh_rollups, store
+from service.storage.rollups import refresh
+from tests.support import act, at, refresh_rollups, rows, store
 
 C = 7  # the community of the report fixture
 P = 9  # the community of the patterns fixture
@@ -187,3 +189,39 @@ def test_communities_active_today(client: TestClient[Any], database_url: str) ->
     ]  # fmt: skip
     assert client.get("/api/community-analytics/?limit=1").json()[0]["community_id"] == 31
     assert client.get("/api/community-analytics/?limit=0").status_code == 400
+
+
+def overview_rows(client: TestClient[Any]) -> list[tuple[int, int, int, int, int]]:
+    keys = ("community_id", "events_today", "views_today", "joins_today", "unique_visitors_today")
+    return [tuple(row[k] for k in keys) for row in client.get("/api/community-analytics/?limit=10").json()]
+
+
+def test_overview_adds_the_events_after_the_last_refresh_to_the_kept_figures(
+    client: TestClient[Any], database_url: str
+) -> None:
+    store(database_url, [act(at(0, 0, 1), 41, 1), act(at(0, 0, 2), 41, 2), act(at(0, 0, 3), 41, 2, "join"),
+                         act(at(0, 0, 4), 42, 3, "like")])  # fmt: skip
+    refresh_rollups(database_url)  # keeps 41: 3 events, 2 views, 1 join, members 1 and 2; 42: 1 event, member 3
+    assert rows(database_url, "SELECT community_id, events, views, joins, visitors FROM community_today") == [
+        (41, 3, 2, 1, 2), (42, 1, 0, 0, 1)
+    ]  # fmt: skip
+    # After the refresh: member 2 again (counted already), member 5 (new) in 41, member 6 in a new community 43.
+    now = datetime.now(UTC)
+    store(database_url, [act(now, 41, 2), act(now, 41, 5), act(now, 43, 6, "post")])
+    assert overview_rows(client) == [(41, 5, 4, 1, 3), (42, 1, 0, 0, 1), (43, 1, 0, 0, 1)]
+    # An event dated before that refresh but stored after it counts from the next refresh on, as in the rollups.
+    store(database_url, [act(at(0, 0, 5), 42, 7)])
+    assert overview_rows(client)[1] == (42, 1, 0, 0, 1)
+    refresh_rollups(database_url)
+    assert overview_rows(client) == [(41, 5, 4, 1, 3), (42, 2, 1, 0, 2), (43, 1, 0, 0, 1)]
+
+
+def test_overview_before_the_first_refresh_of_the_day(client: TestClient[Any], database_url: str) -> None:
+    store(database_url, [act(at(1, 23, 50), 51, 1), act(at(0, 0, 10), 51, 1), act(at(0, 0, 20), 52, 2)])
+    with psycopg.connect(database_url) as conn:  # the last refresh ran yesterday
+        refresh(conn, detect_engine(conn), now=at(1, 23, 55))
+    assert rows(database_url, "SELECT DISTINCT day FROM community_today_members") == [(at(1, 0).date(),)]
+    assert overview_rows(client) == [(51, 1, 1, 0, 1), (52, 1, 1, 0, 1)]  # today's raw events, all of them
+    refresh_rollups(database_url)  # the day's first refresh: yesterday's members go
+    assert rows(database_url, "SELECT DISTINCT day FROM community_today_members") == [(at(0, 0).date(),)]
+    assert overview_rows(client) == [(51, 1, 1, 0, 1), (52, 1, 1, 0, 1)]

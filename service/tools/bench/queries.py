@@ -57,7 +57,10 @@ BLOCKED_LIMIT = 10  # the effectiveness endpoint's default ?limit=
 SESSION_GAP = timedelta(minutes=30)
 ROLLUPS = ("activity_hourly", "activity_daily", "community_members_daily", "geo_hourly", "geo_daily")
 RAW_TABLES = ("activity_events", "geo_access_events")
-DERIVED_TABLES = ("sessions", "sessions_daily", "rollup_invalidations", "community_presence_daily")
+DERIVED_TABLES = (
+    "sessions", "sessions_daily", "rollup_invalidations", "community_presence_daily", "community_today",
+    "community_today_members", "community_today_through",
+)  # fmt: skip
 # PostgreSQL started by the bench: a modest production-like memory setting, and WAL room for the bulk load.
 POSTGRES_OPTIONS = {"shared_buffers": "1GB", "max_wal_size": "8GB", "checkpoint_timeout": "30min"}
 
