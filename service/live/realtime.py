@@ -84,26 +84,30 @@ async def realtime_per_shard(
     return answers
 
 
-# KEYS: today's peaks, then per community its presence set, its minute counters of the activity window and its day
-# counts of the score's history (all of one shard: one hash slot). ARGV: the presence window's start, how many
-# minute and day keys each community has, then the communities. Returns per community {members online, today's
-# peak, events in the activity window, events over the history}: a thousand reads for a hundred communities stay
+# KEYS[1]: today's peaks of one shard. ARGV: the presence window's start, the minutes of the activity window, the
+# days of the score's history, then the communities. The script names each community's presence set, minute
+# counters and day counts as Shard.presence_key / minute_key / counts_key do (from the prefix of KEYS[1], like the
+# tracking script; the realtime tests read what LiveWriter wrote). Returns per community {members online, today's
+# peak, events in the activity window, events over the history}: a hundred communities' thousand reads stay
 # inside Redis, and four numbers each come back.
 _REALTIME = """
+local peaks = KEYS[1]
+local P = string.match(peaks, '^(.*)peak:[^:]*$')
 local since, minutes, days = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local out, k = {}, 2
-for i = 4, #ARGV do
-  local online = redis.call('ZCOUNT', KEYS[k], since, '+inf')
-  local peak = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0')
+local first_minute, first_day, first_community = 4, 4 + minutes, 4 + minutes + days
+local out = {}
+for i = first_community, #ARGV do
+  local c = ARGV[i]
+  local online = redis.call('ZCOUNT', P .. 'presence:' .. c, since, '+inf')
+  local peak = tonumber(redis.call('HGET', peaks, c) or '0')
   local recent, history = 0, 0
-  for m = k + 1, k + minutes do
-    recent = recent + tonumber(redis.call('GET', KEYS[m]) or '0')
+  for m = first_minute, first_day - 1 do
+    recent = recent + tonumber(redis.call('GET', P .. 'activity:' .. c .. ':' .. ARGV[m]) or '0')
   end
-  for d = k + minutes + 1, k + minutes + days do
-    history = history + tonumber(redis.call('HGET', KEYS[d], 'events') or '0')
+  for d = first_day, first_community - 1 do
+    history = history + tonumber(redis.call('HGET', P .. 'counts:' .. ARGV[d] .. ':' .. c, 'events') or '0')
   end
   out[#out + 1] = {online, peak, recent, history}
-  k = k + 1 + minutes + days
 end
 return out
 """
@@ -114,14 +118,10 @@ async def _shard_realtime(client: AsyncRedis, shard: Shard, community_ids: list[
     minute = int(now // 60)
     minutes = range(minute - ACTIVITY_WINDOW // 60 + 1, minute + 1)
     days = [utc_day(now - 86400 * back) for back in range(1, SCORE_HISTORY_DAYS + 1)]
-    keys = [shard.peak_key(utc_day(now))]
-    for community_id in community_ids:
-        keys.append(shard.presence_key(community_id))
-        keys += [shard.minute_key(community_id, m) for m in minutes]
-        keys += [shard.counts_key(day, community_id) for day in days]
     replies = await client.eval(
-        _REALTIME, len(keys), *keys, now - PRESENCE_WINDOW, len(minutes), len(days), *community_ids
-    )
+        _REALTIME, 1, shard.peak_key(utc_day(now)), now - PRESENCE_WINDOW, len(minutes), len(days), *minutes, *days,
+        *community_ids,
+    )  # fmt: skip
     answers = []
     for community_id, (online, peak, recent, history) in zip(community_ids, replies, strict=True):
         baseline = int(history) / (SCORE_HISTORY_DAYS * 86400 / ACTIVITY_WINDOW)
