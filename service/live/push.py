@@ -100,7 +100,10 @@ class LiveHub:
         """Hand the figures that changed to their subscribers; the communities of a shard that failed keep their
         last figures (on a cluster, a master down stalls its shards' communities only)."""
         failed: BaseException | None = None
-        for figures in (await realtime_per_shard(self.client, self.shards, communities)).values():
+        answers = await realtime_per_shard(self.client, self.shards, communities)
+        if self._closed:  # ended while the figures were read: the subscribers' None must stay the last word
+            return
+        for figures in answers.values():
             if isinstance(figures, BaseException):
                 failed = figures
                 continue

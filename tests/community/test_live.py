@@ -3,6 +3,7 @@ accepts reaches the subscribers of the other."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import queue
 import signal
@@ -16,11 +17,14 @@ from typing import Any
 import httpx
 import pytest
 import redis
+import redis.asyncio
 
 from service.core.settings import Settings
+from service.live import push
+from service.live.realtime import realtime_per_shard
 from tests.conftest import create_database, drop_database, settings_for
 from tests.processes import free_port, running, service_env, until
-from tests.support import bearer
+from tests.support import SINGLE, bearer
 
 C = 4242
 LIVE = f"/api/community-analytics/{C}/live/"
@@ -214,3 +218,34 @@ def test_streams_end_when_the_api_stops(apis: Apis, tmp_path: Path) -> None:
         assert reader.error is None, reader.error  # the answer was finished, not cut
         assert time.monotonic() - stopped < 5  # at once: not after the 10 s serve gives open connections
     assert "Traceback" not in log.read_text()
+
+
+def test_a_tick_under_way_when_the_hub_ends_leaves_its_streams_ended(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The ticker reads the figures (real Redis) but is held inside that read until the hub has ended: the None that
+    # ended the subscription must not be replaced by the figures that arrive afterwards, or the stream never ends.
+    reading, release = asyncio.Event(), asyncio.Event()
+
+    async def held_read(*args: Any, **kwargs: Any) -> Any:
+        reading.set()
+        await release.wait()
+        return await realtime_per_shard(*args, **kwargs)
+
+    monkeypatch.setattr(push, "realtime_per_shard", held_read)
+
+    async def scenario() -> Any:
+        client = redis.asyncio.Redis.from_url(redis_url)
+        hub = push.LiveHub(client, SINGLE, tick=0.01)
+        try:
+            async with hub.watch(7, push.StreamSlot(client, "test")) as changes:
+                await reading.wait()
+                hub.end()
+                release.set()
+                await asyncio.sleep(0.05)  # the read completes; ticks would come every 10 ms
+                return await asyncio.wait_for(changes.get(), 1)
+        finally:
+            await hub.close()
+            await client.aclose()
+
+    assert asyncio.run(scenario()) is None
