@@ -41,7 +41,8 @@ GROUP BY bucket
 """
 
 # Today's busiest communities: the figures the refresh job kept up to `through` (service/storage/today.py), plus
-# the raw events after it (normally the last minute's). Before the day's first refresh `through` is midnight.
+# the raw events after it (normally the last minute's) and the members among them it has not counted. Before the
+# day's first refresh `through` is midnight.
 _THROUGH = "SELECT through FROM community_today_through WHERE day = %(day)s"
 
 _TODAY = """
@@ -62,7 +63,6 @@ ORDER BY events DESC, community_id
 LIMIT %(limit)s
 """
 
-# Members of these communities active after `through` whom the kept visitors figure does not count yet.
 _NEW_VISITORS = """
 SELECT e.community_id, count(DISTINCT e.user_id)
 FROM activity_events e
@@ -103,13 +103,17 @@ async def today_by_community(conn: AsyncConnection[Any], limit: int) -> list[tup
     """(community, events, views, joins, unique visitors) today (UTC), busiest first."""
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     params: dict[str, Any] = {"day": today.date(), "tomorrow": today + timedelta(days=1), "limit": limit}
-    cur = await conn.execute(_THROUGH, params)
-    row = await cur.fetchone()
-    params["through"] = row[0] if row is not None else today
-    cur = await conn.execute(_TODAY, params)
-    rows = await cur.fetchall()
-    cur = await conn.execute(_NEW_VISITORS, {**params, "ids": [row[0] for row in rows]})
-    new = dict(await cur.fetchall())
+    # One snapshot for the three reads: a refresh committing in between cannot make a span count twice or not at
+    # all. (One statement would do it too, but `through` unknown to the planner sends it to parallel workers.)
+    async with conn.transaction():
+        await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        cur = await conn.execute(_THROUGH, params)
+        row = await cur.fetchone()
+        params["through"] = row[0] if row is not None else today
+        cur = await conn.execute(_TODAY, params)
+        rows = await cur.fetchall()
+        cur = await conn.execute(_NEW_VISITORS, {**params, "ids": [row[0] for row in rows]})
+        new = dict(await cur.fetchall())
     return [(c, int(e), int(v), int(j), int(n) + int(new.get(c, 0))) for c, e, v, j, n in rows]
 
 

@@ -44,9 +44,10 @@ WITH events AS (
     SELECT community_id, count(*) AS visitors FROM community_today_members WHERE day = %(day)s GROUP BY community_id
 )
 INSERT INTO community_today (day, community_id, events, views, joins, visitors)
-SELECT %(day)s, t.community_id, t.events, t.views, t.joins, coalesce(v.visitors, 0)
+SELECT %(day)s, community_id, coalesce(t.events, 0), coalesce(t.views, 0), coalesce(t.joins, 0),
+       coalesce(v.visitors, 0)
 FROM totals t
-LEFT JOIN visitors v USING (community_id)
+FULL JOIN visitors v USING (community_id)  -- members whose events the hourly rollup does not hold yet count too
 """
 
 _THROUGH = """
@@ -61,8 +62,9 @@ def refresh_today(conn: psycopg.Connection[Any], now: datetime, changed: Iterabl
     day = now.astimezone(UTC).date()
     start = datetime.combine(day, time(), UTC)
     row = conn.execute("SELECT day, through FROM community_today_through").fetchone()
-    since = row[1] if row is not None and row[0] == day else start
-    conn.execute("DELETE FROM community_today_members WHERE day <> %s", (day,))
+    # The member set grows from the previous run's time on; a run dated before it (a `now` given) starts over.
+    since = row[1] if row is not None and row[0] == day and row[1] <= now else start
+    conn.execute("DELETE FROM community_today_members WHERE day <> %s OR %s", (day, since == start))
     ranges = [(since, now)] + [(max(lo, start), min(hi + timedelta(microseconds=1), now)) for lo, hi in changed]
     for lo, hi in merge(r for r in ranges if r[0] < r[1]):
         conn.execute(_MEMBERS, {"day": day, "lo": lo, "hi": hi})

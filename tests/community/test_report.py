@@ -225,3 +225,13 @@ def test_overview_before_the_first_refresh_of_the_day(client: TestClient[Any], d
     refresh_rollups(database_url)  # the day's first refresh: yesterday's members go
     assert rows(database_url, "SELECT DISTINCT day FROM community_today_members") == [(at(0, 0).date(),)]
     assert overview_rows(client) == [(51, 1, 1, 0, 1), (52, 1, 1, 0, 1)]
+
+
+def test_a_refresh_dated_before_the_previous_one_counts_the_members_again(
+    client: TestClient[Any], database_url: str
+) -> None:
+    store(database_url, [act(at(0, 0, 30), 61, 1)])
+    refresh_rollups(database_url)  # member 1 kept as today's visitor of 61
+    with psycopg.connect(database_url) as conn:  # a run dated before that event: it is raw again, and so is member 1
+        refresh(conn, detect_engine(conn), now=at(0, 0, 29))
+    assert overview_rows(client) == [(61, 1, 1, 0, 1)]
