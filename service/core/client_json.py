@@ -31,6 +31,10 @@ def decode(body: bytes, body_type: type[D], prefix: str = "") -> D:
     except msgspec.ValidationError as exc:
         raise InvalidInput([field_error(exc, prefix)]) from None
     except msgspec.DecodeError as exc:
+        try:  # msgspec 0.23 reports invalid UTF-8 as a DecodeError (earlier ones raised UnicodeDecodeError)
+            bytes(body).decode()
+        except UnicodeDecodeError as bad:
+            raise InvalidInput([FieldError(field, f"not valid UTF-8 (byte {bad.start})")]) from None
         raise InvalidInput([FieldError(field, f"malformed JSON: {exc}")]) from None
     except UnicodeDecodeError as exc:
         raise InvalidInput([FieldError(field, f"not valid UTF-8 (byte {exc.start})")]) from None
