@@ -3,11 +3,9 @@ ClickHouse (chdb) that holds its own copy of them."""
 
 from __future__ import annotations
 
-import calendar
 import importlib
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +21,7 @@ import psycopg
 from service.core.windows import Window, minutes, percent
 from service.geo.figures import nest
 from service.tools.bench.harness import BenchError, Progress
+from service.tools.bench.shapes import patterns_answer
 
 NAME = "clickhouse"
 MISSING = "--peer clickhouse needs chdb, the bench extra: pip install -e '.[bench]'"
@@ -282,23 +281,8 @@ def report(ch: ClickHouse, community: int | None, window: Window) -> dict[str, A
 
 def patterns(ch: ClickHouse, community: int | None, window: Window) -> dict[str, Any]:
     """Events by hour of day, weekday and week, and the peak hours."""
-    by_hour: Counter[int] = Counter()
-    by_weekday: Counter[int] = Counter()
-    by_week: Counter[date] = Counter()
-    for hour, weekday, week, events in ch.all(_PATTERNS, _window(community, window)):
-        if hour is not None:
-            by_hour[hour] = events
-        elif weekday is not None:
-            by_weekday[weekday] = events
-        else:
-            by_week[date.fromisoformat(week)] = events
-    peak = sorted((h for h in by_hour if by_hour[h] > 0), key=lambda h: (-by_hour[h], h))[:3]
-    return {
-        "hourly": [{"hour": h, "events": by_hour[h]} for h in range(24)],
-        "daily": [{"weekday": d, "name": calendar.day_name[d], "events": by_weekday[d]} for d in range(7)],
-        "weekly": [{"week_start": w.isoformat(), "events": by_week[w]} for w in sorted(by_week)],
-        "peak_hours": peak,
-    }
+    rows = ch.all(_PATTERNS, _window(community, window))
+    return patterns_answer((h, d, None if w is None else date.fromisoformat(w), n) for h, d, w, n in rows)
 
 
 def today(ch: ClickHouse, community: int | None, window: Window) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import calendar
 import contextlib
 import itertools
 import math
@@ -45,6 +44,7 @@ from service.tools.bench.harness import (
     start_service,
 )
 from service.tools.bench.options import Options
+from service.tools.bench.shapes import patterns_answer
 
 SINGLE = shards(1, False)  # the bench's own single Redis, unsharded
 
@@ -324,23 +324,8 @@ def live_peak(raw: Raw, community: int | None, window: Window) -> int:
 
 def raw_patterns(raw: Raw, community: int | None, window: Window) -> dict[str, Any]:
     """Events by hour of day, weekday and week, and the peak hours, from activity_events."""
-    by_hour: Counter[int] = Counter()
-    by_weekday: Counter[int] = Counter()
-    by_week: Counter[date] = Counter()
-    for hour, weekday, week, events in raw.all(_RAW_PATTERNS, _window_params(community, window)):
-        if hour is not None:
-            by_hour[hour] = int(events)
-        elif weekday is not None:
-            by_weekday[weekday] = int(events)
-        else:
-            by_week[week] = int(events)
-    peak = sorted((h for h in by_hour if by_hour[h] > 0), key=lambda h: (-by_hour[h], h))[:3]
-    return {
-        "hourly": [{"hour": h, "events": by_hour[h]} for h in range(24)],
-        "daily": [{"weekday": d, "name": calendar.day_name[d], "events": by_weekday[d]} for d in range(7)],
-        "weekly": [{"week_start": w.isoformat(), "events": by_week[w]} for w in sorted(by_week)],
-        "peak_hours": peak,
-    }
+    rows = raw.all(_RAW_PATTERNS, _window_params(community, window))
+    return patterns_answer((h, d, w, int(n)) for h, d, w, n in rows)
 
 
 def raw_today(raw: Raw, community: int | None, window: Window) -> dict[str, Any]:
