@@ -21,7 +21,7 @@ import psycopg
 from service.core.windows import Window, minutes, percent
 from service.geo.figures import nest
 from service.tools.bench.harness import BenchError, Progress
-from service.tools.bench.shapes import patterns_answer
+from service.tools.bench.shapes import effectiveness_answer, patterns_answer
 
 NAME = "clickhouse"
 MISSING = "--peer clickhouse needs chdb, the bench extra: pip install -e '.[bench]'"
@@ -294,21 +294,8 @@ def today(ch: ClickHouse, community: int | None, window: Window) -> dict[str, An
 def effectiveness(ch: ClickHouse, community: int | None, window: Window) -> dict[str, Any]:
     """Attempts, blocked share, travelers, bypasses and the most blocked places."""
     params = _window(community, window)
-    total, blocked, travelers, bypasses = ch.one(_GEO_TOTALS, params)
-    top = ch.all(_TOP_BLOCKED, {**params, "limit": ch.limits.blocked})
-    return {
-        "restriction_effectiveness": {
-            "total_attempts": total,
-            "blocked_attempts": blocked,
-            "allowed_attempts": total - blocked,
-            "effectiveness_percentage": percent(blocked, total),
-        },
-        "top_blocked_locations": [
-            {"country": country, "country_code": code, "city": city, "attempts": n} for country, code, city, n in top
-        ],
-        "traveler_attempts": travelers,
-        "bypass_attempts": bypasses,
-    }
+    totals = ch.one(_GEO_TOTALS, params)
+    return effectiveness_answer(totals, ch.all(_TOP_BLOCKED, {**params, "limit": ch.limits.blocked}))
 
 
 def locations(ch: ClickHouse, community: int | None, window: Window) -> dict[str, Any]:

@@ -44,7 +44,7 @@ from service.tools.bench.harness import (
     start_service,
 )
 from service.tools.bench.options import Options
-from service.tools.bench.shapes import patterns_answer
+from service.tools.bench.shapes import effectiveness_answer, patterns_answer
 
 SINGLE = shards(1, False)  # the bench's own single Redis, unsharded
 
@@ -340,20 +340,7 @@ def raw_effectiveness(raw: Raw, community: int | None, window: Window) -> dict[s
     params = _window_params(community, window)
     total, blocked, travelers, bypasses = (int(x) for x in raw.one(_RAW_GEO_TOTALS, params))
     top = raw.all(_RAW_TOP_BLOCKED, {**params, "limit": BLOCKED_LIMIT})
-    return {
-        "restriction_effectiveness": {
-            "total_attempts": total,
-            "blocked_attempts": blocked,
-            "allowed_attempts": total - blocked,
-            "effectiveness_percentage": percent(blocked, total),
-        },
-        "top_blocked_locations": [
-            {"country": country, "country_code": code, "city": city, "attempts": int(n)}
-            for country, code, city, n in top
-        ],
-        "traveler_attempts": travelers,
-        "bypass_attempts": bypasses,
-    }
+    return effectiveness_answer((total, blocked, travelers, bypasses), [(*row[:3], int(row[3])) for row in top])
 
 
 def raw_locations(raw: Raw, community: int | None, window: Window) -> dict[str, Any]:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import calendar
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import date
 from typing import Any
+
+from service.core.windows import percent
 
 
 def patterns_answer(rows: Iterable[tuple[int | None, int | None, date | None, int]]) -> dict[str, Any]:
@@ -27,4 +29,23 @@ def patterns_answer(rows: Iterable[tuple[int | None, int | None, date | None, in
         "daily": [{"weekday": d, "name": calendar.day_name[d], "events": by_weekday[d]} for d in range(7)],
         "weekly": [{"week_start": w.isoformat(), "events": by_week[w]} for w in sorted(by_week)],
         "peak_hours": peak,
+    }
+
+
+def effectiveness_answer(totals: Sequence[int], top: Iterable[Sequence[Any]]) -> dict[str, Any]:
+    """The geo effectiveness answer from (attempts, blocked, traveler attempts, bypasses) and the most blocked
+    (country, code, city, attempts)."""
+    total, blocked, travelers, bypasses = totals
+    return {
+        "restriction_effectiveness": {
+            "total_attempts": total,
+            "blocked_attempts": blocked,
+            "allowed_attempts": total - blocked,
+            "effectiveness_percentage": percent(blocked, total),
+        },
+        "top_blocked_locations": [
+            {"country": country, "country_code": code, "city": city, "attempts": n} for country, code, city, n in top
+        ],
+        "traveler_attempts": travelers,
+        "bypass_attempts": bypasses,
     }
