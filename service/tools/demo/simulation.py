@@ -27,6 +27,7 @@ from service.tools.demo.world import (
 )
 
 METRIC_SLOT = timedelta(minutes=15)  # as the update_system_metrics task samples
+LANDED = timedelta(minutes=40)  # a traveler's first look at its communities after the trip begins
 
 
 # --- Events -------------------------------------------------------------------------------------------------
@@ -80,6 +81,17 @@ class Simulator:
         self._visited: set[tuple[int, int]] = set()  # (user, community): a new member joins on the first visit
         self._registered: set[int] = set()
         self._peak = sum(c.rate for c in world.communities) / 24 * max(DIURNAL) or 1.0
+        # Visits due at set times, latest first: a new member joins its communities when it arrives; a traveler
+        # looks in on each of them soon after landing abroad.
+        self._visits: list[tuple[datetime, int, int]] = []
+        for community in world.communities:
+            for user in (world.users[user_id] for user_id in community.members):
+                if user.arrives is not None:
+                    self._visits.append((user.arrives, user.id, community.id))
+                if user.trip is not None:
+                    self._visits.append((user.trip.start + LANDED, user.id, community.id))
+        self._visits.sort(reverse=True)
+        self._by_id = {community.id: community for community in world.communities}
 
     def _add(self, when: datetime, kind: Kind, item: dict[str, Any]) -> None:
         heapq.heappush(self._queue, (when, next(self._seq), kind, item))
@@ -97,6 +109,10 @@ class Simulator:
         if hours <= 0:
             return
         rng = self.rng
+        while self._visits and self._visits[-1][0] < end:
+            when, user_id, community_id = self._visits.pop()
+            if when >= start:
+                self._session(self.world.users[user_id], self._by_id[community_id], when)
         for community in self.world.communities:
             expected = community.sessions_per_hour(start) * hours * self.scale
             for _ in range(poisson(rng, expected)):

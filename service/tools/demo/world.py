@@ -155,6 +155,7 @@ class User:
     vpn: bool  # comes back through a VPN when refused
     new: bool  # registers and joins during the demo
     trip: Trip | None
+    arrives: datetime | None = None  # a new member's first visit to each of its communities (in the history)
 
     def place_at(self, when: datetime) -> Place:
         if self.trip is not None and self.trip.start <= when < self.trip.end:
@@ -198,6 +199,8 @@ def build_world(rng: random.Random, communities: int, users: int, start: datetim
             abroad = _country(rng, exclude=country.code)
             trip = Trip(begins, begins + timedelta(days=rng.uniform(1, 4)), abroad.place(rng))
         user = User(user_id, home, rng.lognormvariate(0, 0.5), rng.random() < 0.25, rng.random() < 0.1, trip)
+        if user.new and span > 0:
+            user.arrives = start + timedelta(seconds=rng.random() * span)
         world.users[user_id] = user
         # Sessions a day over all of the member's communities: most drop by now and then, a few live there.
         rate = min(12.0, rng.lognormvariate(-0.4, 0.9))
@@ -221,7 +224,34 @@ def build_world(rng: random.Random, communities: int, users: int, start: datetim
         # (licensing, local law): mostly whole countries, never the one most of its members come from.
         if community.id % 3 == 2 or rng.random() < 0.2:
             community.restrictions = _restrictions(rng, [world.users[m].home for m in community.members])
+    if span > 0:
+        for community in world.communities:
+            _welcome(rng, community, world.users, start, span)
+            _send_abroad(rng, community, world.users, start, span)
     return world
+
+
+def _welcome(rng: random.Random, community: Community, users: dict[int, User], start: datetime, span: float) -> None:
+    """Every community gains a member during the history: unless one of its new members stays home where the
+    community lets them in, such a member becomes new (so each community's joins show on the dashboards)."""
+    welcome = [
+        m for m in community.members if users[m].trip is None and community.restriction_for(users[m].home) is None
+    ]
+    if welcome and not any(users[m].new for m in welcome):
+        user = users[rng.choice(welcome)]
+        user.new, user.arrives = True, start + timedelta(seconds=rng.random() * span)
+
+
+def _send_abroad(
+    rng: random.Random, community: Community, users: dict[int, User], start: datetime, span: float
+) -> None:
+    """Every community has a member who travels during the history (so its traveler figures show)."""
+    if any(users[m].trip is not None for m in community.members):
+        return
+    user = users[rng.choice(community.members)]
+    begins = start + timedelta(seconds=rng.random() * span * 0.8)
+    abroad = _country(rng, exclude=user.home.code)
+    user.trip = Trip(begins, begins + timedelta(days=rng.uniform(1, 4)), abroad.place(rng))
 
 
 def _restrictions(rng: random.Random, homes: list[Place]) -> tuple[Restriction, ...]:
