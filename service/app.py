@@ -18,6 +18,7 @@ from litestar.openapi import OpenAPIConfig
 from psycopg_pool import AsyncConnectionPool
 
 from service import __version__
+from service.annotations.api import AnnotationsController
 from service.auth.api import AuthController
 from service.auth.middleware import authentication_middleware
 from service.auth.ratelimit import FLUSH_SECONDS as LIMITS_FLUSH_SECONDS
@@ -99,6 +100,7 @@ ROUTES = (
     CommunityAnalyticsController,
     GeoAnalyticsController,
     TasksController,
+    AnnotationsController,
     ReportsController,
     DailyAnalyticsController,
     UserAnalyticsController,

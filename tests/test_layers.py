@@ -18,8 +18,9 @@ PACKAGE = ROOT / "service"
 # Lowest first. A module's layer is its folder's; the HTTP surface of a folder (its `api` and `middleware`
 # modules) sits above the web layer, whichever folder it is in.
 DOMAIN = frozenset(
-    {"auth", "tasks", "community", "geo", "ingest", "errorlog", "snapshots", "system_metrics", "reports", "export"}
-)
+    {"auth", "tasks", "annotations", "community", "geo", "ingest", "errorlog", "snapshots", "system_metrics", "reports",
+     "export"}
+)  # fmt: skip
 LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("core", frozenset({"core", ""})),  # "": the package's own __init__ (the version)
     ("observability", frozenset({"observability"})),

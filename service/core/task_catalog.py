@@ -22,6 +22,7 @@ class TaskSpec:
     schedule: str
     function: str  # "module:attribute", imported when the task runs
     description: str
+    annotate_failures: bool = False  # a failed run marks the dashboards (an annotation region while it fails)
 
     def load(self) -> Callable[..., dict[str, Any]]:
         """The task's function, `(TaskContext) -> dict` (service/core/task_context.py)."""
@@ -57,7 +58,7 @@ TASKS: tuple[TaskSpec, ...] = (
     TaskSpec("cleanup_redis_analytics", "0 5 * * *", "service.live.cleanup:cleanup_redis_analytics",
              "Removes expired live keys and trims acknowledged stream entries"),
     TaskSpec("refresh_rollups", "* * * * *", "service.storage.rollups:refresh_task",
-             "Sessions and (postgres engine) rollup tables from the newly ingested data"),
+             "Sessions and (postgres engine) rollup tables from the newly ingested data", annotate_failures=True),
 )  # fmt: skip
 BY_NAME = {spec.name: spec for spec in TASKS}
 

@@ -16,6 +16,7 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.status_codes import HTTP_202_ACCEPTED
 from msgspec import Meta
 
+from service.annotations.store import note_schedule_change
 from service.auth.guards import principal_of, staff_only
 from service.core.cron import next_run, parse_cron
 from service.core.errors import FieldError, InvalidInput, NotFound
@@ -178,14 +179,15 @@ class TasksController(Controller):
                 parse_cron(change.schedule)
             except ValueError as exc:
                 raise InvalidInput([FieldError("schedule", str(exc))]) from None
+        by = principal_of(request).subject
         params = {
             "name": spec.name, "schedule": sent.get("schedule"), "enabled": sent.get("enabled"),
-            "set_schedule": "schedule" in sent, "set_enabled": "enabled" in sent,
-            "by": principal_of(request).subject,
+            "set_schedule": "schedule" in sent, "set_enabled": "enabled" in sent, "by": by,
         }  # fmt: skip
-        async with resources.pool.connection() as conn:
+        async with resources.pool.connection() as conn:  # one transaction: the change and its annotation
             await conn.execute(_CHANGE, params)
-        log.info("task %s changed by %s: %s", spec.name, params["by"], sent)
+            await note_schedule_change(conn, spec.name, sent, by)
+        log.info("task %s changed by %s: %s", spec.name, by, sent)
         [task] = await _tasks(resources, only=spec.name)
         return task
 

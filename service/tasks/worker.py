@@ -28,6 +28,7 @@ from huey import RedisHuey
 from huey.consumer import Consumer, Scheduler
 from psycopg.types.json import Jsonb
 
+from service.annotations.store import note_refresh_failure
 from service.core.cron import parse_cron
 from service.core.db import detect_engine, sync_pool
 from service.core.errors import REDIS_ERRORS, first_line
@@ -144,6 +145,8 @@ def execute(
             if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                 conn.rollback()
             outcome = Outcome(run_id, "failure", {}, f"{type(exc).__name__}: {exc}".strip())
+            if spec.annotate_failures:
+                _annotate(conn, name, outcome.error or "failed")
         conn.execute(
             "UPDATE task_runs SET status = %s, finished_at = greatest(now(), started_at), error = %s, "
             "details = %s WHERE id = %s",
@@ -155,6 +158,16 @@ def execute(
         TASK_LAST_SUCCESS.labels(name).set(time.time())
     log.info("task %s run %s: %s %s", name, outcome.run_id, outcome.status, outcome.error or outcome.details)
     return outcome
+
+
+def _annotate(conn: psycopg.Connection[Any], name: str, error: str) -> None:
+    """Mark the failure on the dashboards; the run is recorded whether or not the mark could be written."""
+    try:
+        note_refresh_failure(conn, error)
+    except psycopg.Error as exc:
+        log.warning("task %s: the failure could not be annotated (%s)", name, first_line(exc))
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.rollback()
 
 
 def _start(conn: psycopg.Connection[Any], name: str, run_id: int | None) -> int:

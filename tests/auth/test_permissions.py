@@ -83,6 +83,11 @@ MATRIX: list[tuple[str, str, Any, str]] = [
     ("DELETE", "/api/errors/{error}/", None, "                                 401  403  403  403  403  204"),
     ("POST", "/api/errors/{error}/resolve/", None, "                           401  403  403  403  403  200"),
     ("POST", "/api/errors/{error}/unresolve/", None, "                         401  403  403  403  403  200"),
+    ("GET", "/api/annotations/", None, "                                       401  403  403  403  403  200"),
+    ("GET", "/api/annotations/?community_id={community}", None, "              401  403  403  200  403  200"),
+    ("POST", "/api/annotations/", {"time": "2026-01-01T00:00:00Z", "text": "x"}, "401  403  403  403  403  201"),
+    ("GET", "/api/annotations/{annotation}/", None, "                          401  403  403  403  403  200"),
+    ("DELETE", "/api/annotations/{annotation}/", None, "                       401  403  403  403  403  204"),
     ("GET", "/api/error-groups/", None, "                                      401  403  403  403  403  200"),
     ("GET", "/api/error-groups/{group}/", None, "                              401  403  403  403  403  200"),
     ("POST", "/api/error-groups/{group}/resolve/", None, "                     401  403  403  403  403  200"),
@@ -130,7 +135,7 @@ def test_every_route_is_in_the_matrix(settings: Settings) -> None:
 @pytest.fixture
 def ids(settings: Settings, database_url: str) -> Iterator[dict[str, Any]]:
     """The rows the paths point at: a report of COMMUNITY, USER's user analytics and error log, a daily row, a
-    system metric."""
+    system metric, an annotation."""
     with psycopg.connect(database_url) as conn:
 
         def one(query: str, *params: Any) -> Any:
@@ -146,6 +151,7 @@ def ids(settings: Settings, database_url: str) -> Iterator[dict[str, Any]]:
         daily = one("INSERT INTO daily_analytics (date) VALUES ('2021-03-03') RETURNING id")
         user_analytics = one("INSERT INTO user_analytics (user_id, date) VALUES (%s, '2021-03-03') RETURNING id", USER)
         metric = one("INSERT INTO system_metrics (metric_type, value) VALUES ('cpu_percent', 1) RETURNING id")
+        annotation = one("INSERT INTO annotations (time, text) VALUES (now(), 'raid') RETURNING id")
     with TestClient(create_app(settings)) as client:  # an error log as the API records it, with its group
         logged = client.post(
             "/api/errors/",
@@ -156,7 +162,7 @@ def ids(settings: Settings, database_url: str) -> Iterator[dict[str, Any]]:
     yield {
         "community": COMMUNITY, "report": report, "task": "process_error_logs", "user": USER, "daily": daily,
         "user_analytics": user_analytics, "metric": metric, "error": logged.json()["id"],
-        "group": logged.json()["group_id"], "dataset": "activity",
+        "group": logged.json()["group_id"], "dataset": "activity", "annotation": annotation,
     }  # fmt: skip
 
 

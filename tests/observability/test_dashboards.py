@@ -506,6 +506,13 @@ def store_the_rest(url: str, now: datetime) -> None:
             "VALUES ('generate_community_reports', %s, %s, 'failure', 'RuntimeError: the database went away')",
             (now - timedelta(hours=1), now - timedelta(hours=1) + timedelta(seconds=2)),
         )
+        cursor.executemany(
+            "INSERT INTO annotations (time, time_end, text, tags, community_id) VALUES (%s, %s, %s, %s, %s)",
+            [(now - timedelta(hours=4), None, "geo rule: blocks DE", ["geo-rule"], C),
+             (now - timedelta(days=30), now - timedelta(hours=6), "raid", ["raid"], OTHER),  # ends inside the range
+             (now - timedelta(days=2), now - timedelta(days=2) + timedelta(hours=1), "maintenance", [], None),
+             (now - timedelta(hours=1), None, "release 2026.11.3", ["release", "api"], None)],
+        )  # fmt: skip
 
 
 def seed(url: str, settings: Settings, use_copy: bool, refresh: Callable[[], None]) -> None:
@@ -624,6 +631,27 @@ def run_and_check(seeded: Seeded, query: Query) -> None:
 @pytest.mark.parametrize("query", SQL_QUERIES, ids=lambda q: q.id)
 def test_sql_on_the_test_server(seeded_test_server: Seeded, query: Query) -> None:
     run_and_check(seeded_test_server, query)
+
+
+def test_annotations_are_the_communitys_and_the_platforms(seeded_test_server: Seeded) -> None:
+    """Each dashboard's "Annotations" query: those overlapping the range, of the community shown (with All, every
+    community's) and the platform-wide ones, as Grafana reads them (tags comma-separated)."""
+    shown = {}
+    for query in SQL_QUERIES:
+        if query.source == "annotation Annotations":
+            text = grafana_sql(query, datetime.now(UTC), timescaledb=False)
+            with psycopg.connect(seeded_test_server.url, autocommit=True) as conn:
+                found = conn.execute(text).fetchall()  # type: ignore[call-overload]  # the dashboard's own text
+            shown[query.id] = sorted((row[2], row[3]) for row in found)
+    rule, raid = ("geo rule: blocks DE", "geo-rule"), ("raid", "raid")
+    maintenance, release = ("maintenance", ""), ("release 2026.11.3", "release,api")
+    assert shown == {
+        "analytics-api: annotation Annotations [Anno]": [release],  # the last 3 hours
+        "analytics-overview: annotation Annotations [Anno]": [rule, raid, release],  # 24 hours
+        "analytics-system: annotation Annotations [Anno]": [rule, raid, release],
+        "analytics-geo: annotation Annotations [Anno] community=7": [rule, maintenance, release],  # 7 days
+        "analytics-geo: annotation Annotations [Anno] community=All": [rule, maintenance, raid, release],
+    }
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TextIO
+from typing import Any, TextIO
 
 import msgspec
 
@@ -17,7 +17,7 @@ from service.core.progress import Progress
 from service.core.settings import ConfigError, Settings
 from service.tools.demo.client import Api, DemoError, Sender, refusal, sent_summary
 from service.tools.demo.simulation import Simulator, simulate
-from service.tools.demo.world import build_world
+from service.tools.demo.world import World, build_world
 
 # Queued once the history is in, in this order: rollups first, then what reads them.
 TASKS = (
@@ -115,6 +115,7 @@ def run(settings: Settings, options: Options, out: TextIO | None = None, err: Te
                 f"{sender.sent['error']:,} error logs, {sender.sent['metric']:,} system metric samples\n"
             )
             out.flush()
+            _annotate(api, world, start, out)
             _after_history(api, options, settings, out, err)
         if options.live_minutes > 0 or options.follow:
             # The same simulator: sessions in progress at the end of the history go on.
@@ -142,6 +143,37 @@ def _send_history(simulator: Simulator, sender: Sender, start: datetime, end: da
         progress.update((reached - start).total_seconds() / span, f"{reached:%a %H:00} {sent_summary(sender.sent)}")
     sender.flush()
     progress.done(sent_summary(sender.sent))
+
+
+def _annotate(api: Api, world: World, start: datetime, out: TextIO) -> None:
+    """Mark each community's geo rules on the dashboards where the history starts (once: a second demo over the
+    same database finds them), and the history's end."""
+    written = 0
+    for community in world.communities:
+        if not community.restrictions:
+            continue
+        refused = ", ".join(
+            r.code if r.name is None else f"{r.name} ({r.code}, {r.scope})" for r in community.restrictions
+        )
+        text = f"Geo rule of {community.name}: refuses {refused}"
+        status, data = api.request("GET", f"/api/annotations/?community_id={community.id}&tag=geo-rule&page_size=500")
+        if status != 200:
+            raise DemoError(f"GET /api/annotations/ was refused: {refusal(status, data)}")
+        if all(row["text"] != text for row in msgspec.json.decode(data)["results"]):
+            _post_annotation(
+                api, {"time": start, "text": text, "tags": ["geo-rule", "demo"], "community_id": community.id}
+            )
+            written += 1
+    size = f"{len(world.communities)} communities, {len(world.users):,} members"
+    text = f"Demo history sent: {size} since {start:%Y-%m-%d %H:%M} UTC"
+    _post_annotation(api, {"time": datetime.now(UTC), "text": text, "tags": ["demo"]})
+    out.write(f"annotations: {written} geo rules and the history's end marked on the dashboards\n")
+
+
+def _post_annotation(api: Api, body: dict[str, Any]) -> None:
+    status, data = api.request("POST", "/api/annotations/", msgspec.json.encode(body))
+    if status != 201:
+        raise DemoError(f"POST /api/annotations/ was refused: {refusal(status, data)}")
 
 
 def _after_history(api: Api, options: Options, settings: Settings, out: TextIO, err: TextIO) -> None:
