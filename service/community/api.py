@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -15,9 +16,16 @@ from litestar.params import FromPath, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from service.auth.guards import community_reader, principal_of, staff_only
+from service.community.cohorts import MAX_PERIODS, cohort_activity, cohort_report, period_starts
 from service.community.figures import community_report, patterns
 from service.community.queries import hourly_volumes, report_figures, today_by_community
-from service.community.schemas import ActivityPatterns, CommunityReport, CommunityToday
+from service.community.schemas import (
+    ActivityPatterns,
+    CohortReport,
+    CommunityReport,
+    CommunityToday,
+    Period,
+)
 from service.core.errors import REDIS_ERRORS, TooManyRequests, Unavailable
 from service.core.windows import Days, Window
 from service.live.push import StreamSlot
@@ -25,6 +33,11 @@ from service.live.realtime import Realtime, realtime, realtime_many
 from service.web.resources import Resources
 
 LIVE_RETRY_MS = 3000  # what a disconnected EventSource waits before it reconnects
+
+# `weeks` is the name for it (#20); with period=month it counts months.
+_PERIODS = "Cohorts shown: the current period and the N - 1 before it (weeks, or months with period=month)"
+Periods = Annotated[int, QueryParameter(ge=1, le=MAX_PERIODS, description=_PERIODS)]
+CohortPeriod = Annotated[Period, QueryParameter(description="`week` (from Monday, UTC) or `month` (calendar, UTC)")]
 
 
 async def live_events(
@@ -142,3 +155,21 @@ class CommunityAnalyticsController(Controller):
         return ActivityPatterns(
             community_id=community_id, date_range=window.date_range, **msgspec.structs.asdict(patterns(volumes))
         )
+
+    @get(
+        "/{community_id:int}/cohorts/",
+        summary="Retention by cohort: members by the week or month of their first activity, and the share of each "
+        "cohort active in every later one",
+        guards=[community_reader],
+    )
+    async def cohorts(
+        self,
+        community_id: FromPath[int],
+        resources: NamedDependency[Resources],
+        weeks: Periods = 8,
+        period: CohortPeriod = "week",
+    ) -> CohortReport:
+        today = datetime.now(UTC).date()
+        starts = period_starts(period, weeks, today)
+        activity = await resources.reads.run(lambda conn: cohort_activity(conn, community_id, period, starts))
+        return cohort_report(community_id, period, starts, today, activity)

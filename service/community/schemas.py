@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Literal
 
 import msgspec
 
@@ -70,3 +71,33 @@ class CommunityToday(msgspec.Struct):
     views_today: int
     joins_today: int
     unique_visitors_today: int
+
+
+Period = Literal["week", "month"]  # cohorts: weeks from Monday, calendar months (UTC)
+
+
+class RetentionCell(msgspec.Struct):
+    """One cell of a cohort's row: its members active `offset` periods after the cohort's own."""
+
+    offset: int  # 0: the cohort's own period (every member is active in it)
+    active: int
+    share: float | None  # percent of the cohort's members, 1 decimal half up; null for a cohort of nobody
+    complete: bool  # false for the current period: more members may still show up in it
+
+
+class Cohort(msgspec.Struct):
+    """The members whose first activity in the community fell in the period starting `start`."""
+
+    start: date  # a Monday (period=week) or the 1st of a month (period=month), UTC
+    members: int
+    complete: bool  # false for the current period's cohort: it can still grow
+    retention: list[RetentionCell]  # offsets 0 .. up to the current period
+
+
+class CohortReport(msgspec.Struct):
+    """`GET /api/community-analytics/{id}/cohorts/`: the retention triangle, oldest cohort first."""
+
+    community_id: int
+    period: Period
+    date_range: DateRange  # the first cohort's first day to today
+    cohorts: list[Cohort]

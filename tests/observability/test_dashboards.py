@@ -388,7 +388,11 @@ def test_dashboard_structure(name: str) -> None:
 def test_every_dashboard_has_both_kinds_of_queries_where_expected() -> None:
     sql_dashboards = {q.dashboard for q in SQL_QUERIES}
     prom_dashboards = {q.dashboard for q in PROMQL_QUERIES}
-    assert sql_dashboards == {"analytics-overview", "analytics-communities", "analytics-geo", "analytics-system"}
+    # Every dashboard shows the annotations (SQL); the API dashboard has no other SQL.
+    assert sql_dashboards == {d["uid"] for d in load_dashboards().values()}
+    assert {q.dashboard for q in SQL_QUERIES if not q.source.startswith("annotation")} == {
+        "analytics-overview", "analytics-communities", "analytics-geo", "analytics-system"
+    }  # fmt: skip
     assert prom_dashboards == {d["uid"] for d in load_dashboards().values()}
 
 
@@ -649,9 +653,10 @@ def test_annotations_are_the_communitys_and_the_platforms(seeded_test_server: Se
         "analytics-api: annotation Annotations [Anno]": [release],  # the last 3 hours
         "analytics-overview: annotation Annotations [Anno]": [rule, raid, release],  # 24 hours
         "analytics-system: annotation Annotations [Anno]": [rule, raid, release],
-        "analytics-geo: annotation Annotations [Anno] community=7": [rule, maintenance, release],  # 7 days
+        **{f"analytics-{uid}: annotation Annotations [Anno] community=7": [rule, maintenance, release]  # 7 days
+           for uid in ("geo", "communities")},
         "analytics-geo: annotation Annotations [Anno] community=All": [rule, maintenance, raid, release],
-    }
+    }  # fmt: skip
 
 
 @pytest.mark.slow
