@@ -17,13 +17,15 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from service.auth.guards import community_reader, principal_of, staff_only
 from service.community.cohorts import MAX_PERIODS, cohort_activity, cohort_report, period_starts
-from service.community.figures import community_report, patterns
+from service.community.figures import community_report, funnel, patterns
+from service.community.funnel import MAX_WITHIN, funnel_members, parse_steps
 from service.community.queries import hourly_volumes, report_figures, today_by_community
 from service.community.schemas import (
     ActivityPatterns,
     CohortReport,
     CommunityReport,
     CommunityToday,
+    Funnel,
     Period,
 )
 from service.core.errors import REDIS_ERRORS, TooManyRequests, Unavailable
@@ -38,6 +40,12 @@ LIVE_RETRY_MS = 3000  # what a disconnected EventSource waits before it reconnec
 _PERIODS = "Cohorts shown: the current period and the N - 1 before it (weeks, or months with period=month)"
 Periods = Annotated[int, QueryParameter(ge=1, le=MAX_PERIODS, description=_PERIODS)]
 CohortPeriod = Annotated[Period, QueryParameter(description="`week` (from Monday, UTC) or `month` (calendar, UTC)")]
+Steps = Annotated[
+    str, QueryParameter(max_length=200, description="2 to 6 activity types, comma-separated: `view,join,post`")
+]
+Within = Annotated[
+    int, QueryParameter(ge=1, le=MAX_WITHIN, description="The most seconds from one step to the next (default a day)")
+]
 
 
 async def live_events(
@@ -173,3 +181,21 @@ class CommunityAnalyticsController(Controller):
         starts = period_starts(period, weeks, today)
         activity = await resources.reads.run(lambda conn: cohort_activity(conn, community_id, period, starts))
         return cohort_report(community_id, period, starts, today, activity)
+
+    @get(
+        "/{community_id:int}/funnel/",
+        summary="Members who did each step after the one before, within `within` seconds of it: counts and conversion",
+        guards=[community_reader],
+    )
+    async def funnel(
+        self,
+        community_id: FromPath[int],
+        resources: NamedDependency[Resources],
+        steps: Steps,
+        days: Days = 30,
+        within: Within = 86_400,
+    ) -> Funnel:
+        kinds = parse_steps(steps)
+        window = Window.last(days)
+        members = await resources.reads.run(lambda conn: funnel_members(conn, community_id, kinds, window, within))
+        return funnel(community_id, window, within, kinds, members)

@@ -9,7 +9,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from service.community.queries import week_start
-from service.community.schemas import CommunityReport, HourVolume, Patterns, ReportMetrics, WeekdayVolume, WeekVolume
+from service.community.schemas import (
+    CommunityReport,
+    Funnel,
+    FunnelStep,
+    HourVolume,
+    Patterns,
+    ReportMetrics,
+    WeekdayVolume,
+    WeekVolume,
+)
 from service.core.windows import Window, minutes, percent
 
 PEAK_HOURS = 3
@@ -50,4 +59,22 @@ def patterns(volumes: list[tuple[datetime, int]]) -> Patterns:
         daily=[WeekdayVolume(weekday=d, name=calendar.day_name[d], events=by_weekday[d]) for d in range(7)],
         weekly=[WeekVolume(week_start=w.date(), events=by_week[w]) for w in sorted(by_week)],
         peak_hours=peak,
+    )
+
+
+def funnel(community_id: int, window: Window, within: int, steps: list[str], members: list[int]) -> Funnel:
+    """The funnel answer from the members at each step: conversion of the first step and of the previous one."""
+    return Funnel(
+        community_id=community_id,
+        date_range=window.date_range,
+        within=within,
+        steps=[
+            FunnelStep(
+                activity_type=step,
+                members=count,
+                conversion=percent(count, members[0]),
+                step_conversion=percent(count, members[k - 1] if k else count),
+            )
+            for k, (step, count) in enumerate(zip(steps, members, strict=True))
+        ],
     )

@@ -101,3 +101,21 @@ class CohortReport(msgspec.Struct):
     period: Period
     date_range: DateRange  # the first cohort's first day to today
     cohorts: list[Cohort]
+
+
+class FunnelStep(msgspec.Struct):
+    """The members who reached one step of a funnel."""
+
+    activity_type: str
+    members: int
+    conversion: float | None  # percent of the first step's members, 1 decimal half up; null when it has none
+    step_conversion: float | None  # percent of the previous step's members (the first step: of itself)
+
+
+class Funnel(msgspec.Struct):
+    """`GET /api/community-analytics/{id}/funnel/`: members through the steps in order, each within `within`."""
+
+    community_id: int
+    date_range: DateRange
+    within: int  # seconds allowed between one step and the next
+    steps: list[FunnelStep]

@@ -171,6 +171,10 @@ def _unavailable(request: Request[Any, Any, Any], exc: Unavailable) -> Response[
     )
 
 
+# How Litestar says a required parameter was not sent (it names it only in the text).
+_MISSING = re.compile(r"Missing required (query|header|cookie) parameter '([^']+)'")
+
+
 def _validation_error(request: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, object]]:
     """Litestar's own validation (query and path parameters) in the same shape as ours."""
     errors = [
@@ -178,6 +182,8 @@ def _validation_error(request: Request[Any, Any, Any], exc: ValidationException)
         for item in (exc.extra if isinstance(exc.extra, list) else [])
         if isinstance(item, dict)
     ]
+    if not errors and (missing := _MISSING.match(str(exc.detail))):
+        errors = [FieldError(field=missing.group(2), message=f"required {missing.group(1)} parameter")]
     return Response(
         _body(HTTP_400_BAD_REQUEST, "Invalid input", errors=errors or [FieldError("body", str(exc.detail))]),
         status_code=HTTP_400_BAD_REQUEST,

@@ -45,6 +45,7 @@ MATRIX: list[tuple[str, str, Any, str]] = [
     ("GET", "/api/community-analytics/{community}/report/", None, "            401  403  403  200  403  200"),
     ("GET", "/api/community-analytics/{community}/activity-patterns/", None, " 401  403  403  200  403  200"),
     ("GET", "/api/community-analytics/{community}/cohorts/", None, "           401  403  403  200  403  200"),
+    ("GET", "/api/community-analytics/{community}/funnel/?steps=view,join", None, "401 403 403 200 403 200"),
     ("GET", "/api/geo-analytics/{community}/effectiveness/", None, "           401  403  403  200  403  200"),
     ("GET", "/api/geo-analytics/{community}/locations/", None, "               401  403  403  200  403  200"),
     ("GET", "/api/geo-analytics/{community}/trends/", None, "                  401  403  403  200  403  200"),

@@ -44,7 +44,7 @@ from service.tools.bench.harness import (
     start_service,
 )
 from service.tools.bench.options import Options
-from service.tools.bench.shapes import effectiveness_answer, patterns_answer
+from service.tools.bench.shapes import effectiveness_answer, funnel_members, patterns_answer
 
 SINGLE = shards(1, False)  # the bench's own single Redis, unsharded
 
@@ -357,6 +357,24 @@ def raw_trends(raw: Raw, community: int | None, window: Window) -> dict[str, Any
     return {"points": [[bucket.astimezone(UTC), *(int(x) for x in rest)] for bucket, *rest in rows]}
 
 
+FUNNEL_STEPS, FUNNEL_WITHIN = ("view", "join", "post"), 86_400
+_RAW_FUNNEL_EVENTS = """
+SELECT user_id, activity_type, extract(epoch FROM time)::float8 FROM activity_events
+WHERE community_id = %(community)s AND time >= %(start)s AND time < %(end)s AND user_id IS NOT NULL
+  AND activity_type = ANY(%(types)s)
+"""
+
+
+def raw_funnel(raw: Raw, community: int | None, window: Window) -> dict[str, Any]:
+    """Members at each funnel step, from the community's events of the steps' types, computed member by member."""
+    params = {**_window_params(community, window), "types": list(FUNNEL_STEPS)}
+    return {"members": funnel_members(raw.all(_RAW_FUNNEL_EVENTS, params), FUNNEL_STEPS, FUNNEL_WITHIN)}
+
+
+def _funnel_members(answer: Any) -> dict[str, Any]:
+    return {"members": [step["members"] for step in answer["steps"]]}
+
+
 def _today_rows(answer: Any) -> dict[str, Any]:
     keys = ("community_id", "events_today", "views_today", "joins_today", "unique_visitors_today")
     return {"rows": [[item[k] for k in keys] for item in answer]}
@@ -396,6 +414,9 @@ ENDPOINTS = (
     Endpoint("community report days=7", "/api/community-analytics/{id}/report/?days=7", "activity", raw_report),
     Endpoint("activity patterns days=30", "/api/community-analytics/{id}/activity-patterns/?days=30", "activity",
              raw_patterns, peer_goal=True),
+    Endpoint(f"funnel {','.join(FUNNEL_STEPS)} days=30",
+             f"/api/community-analytics/{{id}}/funnel/?steps={','.join(FUNNEL_STEPS)}&days=30&within={FUNNEL_WITHIN}",
+             "activity", raw_funnel, _funnel_members),
     Endpoint("realtime (Redis only)", "/api/community-analytics/{id}/realtime/", "activity"),
     Endpoint(f"communities today limit={TOP_LIMIT}", f"/api/community-analytics/?limit={TOP_LIMIT}", "", raw_today,
              _today_rows, goal_p95=0.020),

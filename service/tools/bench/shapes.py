@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import date
@@ -49,3 +50,23 @@ def effectiveness_answer(totals: Sequence[int], top: Iterable[Sequence[Any]]) ->
         "traveler_attempts": travelers,
         "bypass_attempts": bypasses,
     }
+
+
+def funnel_members(events: Iterable[tuple[int, str, float]], steps: Sequence[str], within: float) -> list[int]:
+    """Members at each funnel step from (member, activity type, epoch seconds) rows, in any order: an event of step
+    k continues the funnel when an event kept at step k-1 comes strictly before it and at most `within` seconds
+    earlier (computed here member by member, apart from the endpoint's SQL)."""
+    by_member: dict[int, dict[str, list[float]]] = {}
+    for member, kind, at in events:
+        by_member.setdefault(member, {}).setdefault(kind, []).append(at)
+    reached = [0] * len(steps)
+    for times in by_member.values():
+        kept = sorted(times.get(steps[0], []))
+        for k, step in enumerate(steps):
+            if k:
+                candidates = sorted(times.get(step, []))
+                kept = [t for t in candidates if (i := bisect_left(kept, t)) and t - kept[i - 1] <= within]
+            if not kept:
+                break
+            reached[k] += 1
+    return reached
