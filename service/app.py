@@ -19,7 +19,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from service import __version__
 from service.annotations.api import AnnotationsController
-from service.auth.api import AuthController
+from service.auth.api import AuthController, KeysController
+from service.auth.keys import KEY_USE_FLUSH_SECONDS
 from service.auth.middleware import authentication_middleware
 from service.auth.ratelimit import FLUSH_SECONDS as LIMITS_FLUSH_SECONDS
 from service.auth.ratelimit import RateLimiter
@@ -101,6 +102,7 @@ ROUTES = (
     GeoAnalyticsController,
     TasksController,
     AnnotationsController,
+    KeysController,
     ReportsController,
     DailyAnalyticsController,
     UserAnalyticsController,
@@ -200,6 +202,7 @@ def _lifespan(
             async with (
                 every(REQUESTS_FLUSH_SECONDS, lambda: counter.flush(client)),
                 every(LIMITS_FLUSH_SECONDS, limiter.flush),
+                every(KEY_USE_FLUSH_SECONDS, app.state.resources.keys.flush),
             ):
                 try:
                     yield

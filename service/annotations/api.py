@@ -13,6 +13,7 @@ from litestar.params import FromPath, QueryParameter
 from service.annotations.schemas import TAG, Annotation, AnnotationCreate
 from service.annotations.store import DELETE, ONE, SELECT, insert
 from service.auth.guards import principal_of, require_community_reader, staff_only
+from service.auth.keys import for_keys
 from service.core.errors import FieldError, Forbidden, InvalidInput, NotFound
 from service.core.listing import (
     BIGINT_MAX,
@@ -46,7 +47,7 @@ class AnnotationsController(Controller):
     path = "/api/annotations"
     tags = ["annotations"]  # noqa: RUF012 - Litestar reads it as a plain class attribute
 
-    @get("/", summary="Annotations, newest first; filter by time, community and tag")
+    @get("/", summary="Annotations, newest first; filter by time, community and tag", opt=for_keys("read"))
     async def list_annotations(
         self,
         request: AnyRequest,

@@ -74,8 +74,9 @@ def own_user_scope(principal: Principal, requested: int | None, what: str) -> in
 
 
 def require_may_track_for(principal: Principal, user_id: int | None) -> None:
-    """Tracking: staff and service tokens track on behalf of any user; a user tracks only their own activity."""
-    if principal.staff or principal.is_service:
+    """Tracking: staff, service tokens and `track` API keys track on behalf of any user; a user tracks only their
+    own activity."""
+    if principal.staff or principal.is_service or principal.scope == "track":
         return
     if user_id is not None and user_id != principal.user_id:
         raise Forbidden("a user may track only their own activity (user_id must be the token's subject)")

@@ -8,6 +8,8 @@ from typing import Any
 from litestar.connection import ASGIConnection
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult, DefineMiddleware
 
+from service.auth.keys import PREFIX as KEY_PREFIX
+from service.auth.keys import SCOPES_OPT
 from service.auth.sessions import CSRF_HEADER, SESSION_COOKIE, load_session
 from service.auth.tokens import Principal
 from service.core.errors import AuthenticationFailed, Forbidden
@@ -32,9 +34,13 @@ def bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
 
 
 async def authenticate(connection: ASGIConnection[Any, Any, Any, Any], resources: Resources) -> AuthenticationResult:
-    """The caller of a request: its bearer token, or its session cookie (writes need the CSRF header); else 401."""
+    """The caller of a request: its bearer token (a JWT, or an API key on a route for its scope), or its session
+    cookie (writes need the CSRF header); else 401."""
     token = bearer_token(connection)
     if token is not None:
+        if token.startswith(KEY_PREFIX):
+            return AuthenticationResult(user=_admitted_key(connection, await resources.keys.principal(token)),
+                                        auth="api_key")  # fmt: skip
         # Verified once per process while it stays cached (and unexpired), for this app's settings only.
         return AuthenticationResult(user=resources.tokens.principal(token), auth="token")
     session_id = connection.cookies.get(SESSION_COOKIE)
@@ -52,6 +58,16 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any], resources
     )
 
 
+def _admitted_key(connection: ASGIConnection[Any, Any, Any, Any], principal: Principal) -> Principal:
+    """An API key's principal on a route marked for its scope (`service.auth.keys.for_keys`); else 403."""
+    handler = connection.scope.get("route_handler")
+    admits = handler.opt.get(SCOPES_OPT, frozenset()) if handler is not None else frozenset()
+    if principal.scope not in admits:
+        method, path = connection.scope.get("method", "GET"), connection.scope.get("path", "")
+        raise Forbidden(f"an API key of scope `{principal.scope}` may not call {method} {path}")
+    return principal
+
+
 async def authenticated(connection: ASGIConnection[Any, Any, Any, Any], resources: Resources) -> Principal:
     """Authenticate a request of a route the middleware leaves alone (`exclude_from_auth=True`: the tracking
     routes, where the middleware layer costs more than the check), exactly as the middleware would; its caller."""
@@ -62,7 +78,7 @@ async def authenticated(connection: ASGIConnection[Any, Any, Any, Any], resource
 
 
 class AuthenticationMiddleware(AbstractAuthenticationMiddleware):
-    """Puts the caller's `Principal` in `scope["user"]` (`scope["auth"]`: "token" or "session")."""
+    """Puts the caller's `Principal` in `scope["user"]` (`scope["auth"]`: "token", "api_key" or "session")."""
 
     async def authenticate_request(self, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthenticationResult:
         return await authenticate(connection, connection.app.state.resources)

@@ -22,15 +22,20 @@ import msgspec
 from service.core.errors import AuthenticationFailed
 from service.core.settings import ConfigError, Settings
 
+KeyScope = Literal["track", "read"]
+
 
 class Principal(msgspec.Struct, frozen=True, kw_only=True):
-    """An authenticated caller."""
+    """An authenticated caller: a user or a service (a JWT or a browser session), or an API key (`ak_...`)."""
 
-    kind: Literal["user", "service"]
-    subject: str  # the token's `sub`
+    kind: Literal["user", "service", "key"]
+    subject: str  # the token's `sub`; an API key's id
     user_id: int | None  # users only: `sub` as a number
     staff: bool = False
     moderated: frozenset[int] = frozenset()
+    # API keys only: what the key may do (the routes marked for its scope), and for which communities (None: all).
+    scope: KeyScope | None = None
+    communities: frozenset[int] | None = None
 
     @property
     def is_service(self) -> bool:
@@ -38,11 +43,18 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def key(self) -> str:
-        """Who this is, as the per-principal limits count it (`user:7`, `service:backend`)."""
+        """Who this is, as the per-principal limits count it (`user:7`, `service:backend`, `key:3`)."""
         return f"{self.kind}:{self.subject}"
 
     def moderates(self, community_id: int) -> bool:
+        """May read this community's reports: its moderator, or a read key for it."""
+        if self.kind == "key":
+            return self.scope == "read" and self.covers(community_id)
         return community_id in self.moderated
+
+    def covers(self, community_id: int | None) -> bool:
+        """An API key's community list holds this community (every community without a list)."""
+        return self.communities is None or community_id in self.communities
 
 
 def _verification_key(settings: Settings) -> str | bytes:

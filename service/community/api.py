@@ -16,6 +16,7 @@ from litestar.params import FromPath, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from service.auth.guards import community_reader, principal_of, staff_only
+from service.auth.keys import for_keys
 from service.community.cohorts import MAX_PERIODS, cohort_activity, cohort_report, period_starts
 from service.community.figures import community_report, funnel, patterns
 from service.community.funnel import MAX_WITHIN, funnel_members, parse_steps
@@ -34,6 +35,7 @@ from service.live.push import StreamSlot
 from service.live.realtime import Realtime, realtime, realtime_many
 from service.web.resources import Resources
 
+READ_KEYS = for_keys("read")  # the per-community routes: read API keys of that community may call them
 LIVE_RETRY_MS = 3000  # what a disconnected EventSource waits before it reconnects
 
 # `weeks` is the name for it (#20); with period=month it counts months.
@@ -111,6 +113,7 @@ class CommunityAnalyticsController(Controller):
         "/{community_id:int}/realtime/",
         summary="Online members, today's peak and the activity score (Redis)",
         guards=[community_reader],
+        opt=READ_KEYS,
     )
     async def realtime(self, community_id: FromPath[int], resources: NamedDependency[Resources]) -> Realtime:
         return await realtime(resources.redis, resources.shards, community_id)
@@ -120,6 +123,7 @@ class CommunityAnalyticsController(Controller):
         summary="The realtime figures as Server-Sent Events: at once, then whenever they change (at most once a "
         "second), a heartbeat comment every LIVE_HEARTBEAT seconds",
         guards=[community_reader],
+        opt=READ_KEYS,
         media_type="text/event-stream",
     )
     async def live(
@@ -141,6 +145,7 @@ class CommunityAnalyticsController(Controller):
         "/{community_id:int}/report/",
         summary="Views, visitors, peak online, session length and retention",
         guards=[community_reader],
+        opt=READ_KEYS,
     )
     async def report(
         self, community_id: FromPath[int], resources: NamedDependency[Resources], days: Days = 7
@@ -154,6 +159,7 @@ class CommunityAnalyticsController(Controller):
         "/{community_id:int}/activity-patterns/",
         summary="Events by hour of day, weekday and week; peak hours",
         guards=[community_reader],
+        opt=READ_KEYS,
     )
     async def activity_patterns(
         self, community_id: FromPath[int], resources: NamedDependency[Resources], days: Days = 30
@@ -169,6 +175,7 @@ class CommunityAnalyticsController(Controller):
         summary="Retention by cohort: members by the week or month of their first activity, and the share of each "
         "cohort active in every later one",
         guards=[community_reader],
+        opt=READ_KEYS,
     )
     async def cohorts(
         self,
@@ -186,6 +193,7 @@ class CommunityAnalyticsController(Controller):
         "/{community_id:int}/funnel/",
         summary="Members who did each step after the one before, within `within` seconds of it: counts and conversion",
         guards=[community_reader],
+        opt=READ_KEYS,
     )
     async def funnel(
         self,

@@ -10,6 +10,7 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 from psycopg import AsyncConnection
 
 from service.auth.guards import community_reader
+from service.auth.keys import for_keys
 from service.core.windows import Days, Window
 from service.geo import queries
 from service.geo.figures import effectiveness_report, nest
@@ -23,6 +24,7 @@ class GeoAnalyticsController(Controller):
     path = "/api/geo-analytics"
     tags = ["geo analytics"]  # noqa: RUF012 - Litestar reads it as a plain class attribute
     guards = [community_reader]  # noqa: RUF012 - Litestar reads it as a plain class attribute
+    opt = for_keys("read")
 
     @get("/{community_id:int}/effectiveness/", summary="Blocked share of access attempts; most blocked places")
     async def effectiveness(

@@ -17,6 +17,7 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 from msgspec import Meta
 
 from service.auth.guards import principal_of, require_may_track_for
+from service.auth.keys import for_keys
 from service.auth.middleware import authenticated
 from service.auth.tokens import Principal
 from service.core import client_json
@@ -174,6 +175,8 @@ def _on_behalf(principal: Principal, record: R) -> R:
     """The record as this principal may track it: a regular user only for themself (an event without a user is
     theirs); staff and service tokens for anyone. Another user's id is a 403 for the whole request."""
     require_may_track_for(principal, record.user_id)
+    if principal.kind == "key" and not principal.covers(record.community_id):
+        raise Forbidden(f"this API key tracks only communities {sorted(principal.communities or ())}")
     if record.user_id is None and principal.user_id is not None and not (principal.staff or principal.is_service):
         return msgspec.structs.replace(record, user_id=principal.user_id)
     return record
@@ -203,6 +206,7 @@ class CommunityTrackController(Controller):
         "/track/",
         status_code=HTTP_202_ACCEPTED,
         exclude_from_auth=True,  # authenticated by the handler (`_admitted`)
+        opt=for_keys("track"),
         summary="Track one community activity event",
         operation_class=json_body(TrackActivity, "One activity event"),
     )
@@ -215,6 +219,7 @@ class CommunityTrackController(Controller):
         "/track/batch/",
         status_code=HTTP_202_ACCEPTED,
         exclude_from_auth=True,  # authenticated by the handler (`_admitted`)
+        opt=for_keys("track"),
         summary="Track a list of community activity events, each accepted or rejected on its own",
         operation_class=json_body(Batch[TrackActivity], "Activity events: 1 to TRACK_MAX_BATCH (default 500) items"),
     )
@@ -233,6 +238,7 @@ class GeoTrackController(Controller):
         "/track/",
         status_code=HTTP_202_ACCEPTED,
         exclude_from_auth=True,  # authenticated by the handler (`_admitted`)
+        opt=for_keys("track"),
         summary="Track one geo-restriction access decision",
         operation_class=json_body(TrackGeo, "One access decision; `location`, or `ip`, or neither (client address)"),
     )
@@ -245,6 +251,7 @@ class GeoTrackController(Controller):
         "/track/batch/",
         status_code=HTTP_202_ACCEPTED,
         exclude_from_auth=True,  # authenticated by the handler (`_admitted`)
+        opt=for_keys("track"),
         summary="Track a list of geo-restriction access decisions, each accepted or rejected on its own",
         operation_class=json_body(Batch[TrackGeo], "Access decisions: 1 to TRACK_MAX_BATCH (default 500) items"),
     )
@@ -263,6 +270,7 @@ class EventsController(Controller):
         "/",
         status_code=HTTP_202_ACCEPTED,
         exclude_from_auth=True,  # authenticated by the handler (`_admitted`)
+        opt=for_keys("track"),
         summary="Track a list of platform-level events, each accepted or rejected on its own",
         operation_class=json_body(Batch[PlatformEvent], "Platform events: 1 to TRACK_MAX_BATCH (default 500) items"),
     )

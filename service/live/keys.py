@@ -23,6 +23,7 @@ and outside the shards (one key per operation):
     analytics:session:{sha256 of session id}  STR   a browser session (msgspec JSON), sliding expiry SESSION_TTL
     analytics:ratelimit:{bucket}:{who}:{min}  STR   requests of one principal in one minute (rate limits)
     analytics:streams:{who}                   ZSET  live stream id -> last heartbeat (unix s) of one principal
+    analytics:apikey:{sha256 of the key}      STR   an API key's principal (msgspec JSON), `revoked` or `unknown`
 
 Requests arriving together share one EVALSHA of `_TRACK` per shard (`LiveWriter`), which updates the shard's live
 keys and appends their events to the shard's stream as one entry, atomically.
@@ -119,6 +120,11 @@ def _spread_tag(k: int, count: int) -> str:
 def requests_key(day: date) -> str:
     """The hash of one day's API requests, `count` and `duration_ms_sum` (written by the request tracking)."""
     return f"analytics:requests:{day.isoformat()}"
+
+
+def api_key_key(digest: bytes) -> str:
+    """Where an API key's principal is cached, by the SHA-256 of the key (the key itself never reaches Redis)."""
+    return f"analytics:apikey:{digest.hex()}"
 
 
 def session_key(session_id: str) -> str:

@@ -11,6 +11,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, QueryParameter
 
 from service.auth.guards import principal_of, require_report_reader, staff_only
+from service.auth.keys import for_keys
 from service.core.errors import FieldError, InvalidInput, NotFound
 from service.core.listing import Page, PageNumber, build_page
 from service.core.rows import disorder, valid_id
@@ -70,14 +71,17 @@ class ReportsController(Controller):
         )
         return build_page(request, page, page_size, count, results)
 
-    @get("/{report_id:int}/", summary="One stored report")
+    @get("/{report_id:int}/", summary="One stored report", opt=for_keys("read"))
     async def get_report(
         self, request: Request[Any, Any, Any], report_id: FromPath[int], resources: NamedDependency[Resources]
     ) -> Report:
         return await _load(request, resources, report_id)
 
     @get(
-        "/{report_id:int}/csv/", summary="One stored report as a CSV download (a row per figure)", media_type="text/csv"
+        "/{report_id:int}/csv/",
+        summary="One stored report as a CSV download (a row per figure)",
+        media_type="text/csv",
+        opt=for_keys("read"),
     )
     async def get_report_csv(
         self, request: Request[Any, Any, Any], report_id: FromPath[int], resources: NamedDependency[Resources]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from litestar.datastructures import State
 from psycopg_pool import AsyncConnectionPool
 
+from service.auth.keys import ApiKeys
 from service.auth.ratelimit import RateLimiter
 from service.auth.tokens import TokenCache
 from service.core.db import Engine
@@ -32,6 +33,7 @@ class Resources:
         "errors",
         "geoip",
         "hub",
+        "keys",
         "limiter",
         "live",
         "pool",
@@ -78,6 +80,7 @@ class Resources:
         self.limiter = limiter  # the tracking rate limit, flushed to Redis in the background
         self.hub = hub  # the live streams' subscriptions and their ticker
         self.tokens = TokenCache(settings)  # verified bearer tokens, valid for these settings only
+        self.keys = ApiKeys(pool, redis)  # API keys: checked through Redis, their last use flushed in the background
 
 
 def provide_resources(state: State) -> Resources:
