@@ -69,6 +69,8 @@ class Settings(
         "retention_resolved_errors_days": "RETENTION_RESOLVED_ERRORS_DAYS",
         "metrics_token": "METRICS_TOKEN",
         "metrics_top_communities": "METRICS_TOP_COMMUNITIES",
+        "metrics_surge_communities": "METRICS_SURGE_COMMUNITIES",
+        "metrics_surge_min_events": "METRICS_SURGE_MIN_EVENTS",
         "ingest_metrics_port": "INGEST_METRICS_PORT",
         "worker_metrics_port": "WORKER_METRICS_PORT",
         "session_ttl": "SESSION_TTL",
@@ -149,6 +151,22 @@ class Settings(
     metrics_top_communities: Annotated[
         int, Meta(ge=0, le=1000, description="Communities with their own online-members series on `/metrics`")
     ] = 20
+    metrics_surge_communities: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=1000,
+            description="Communities per signal (activity, blocked geo decisions) with their own surge series on "
+            "`/metrics`: those with the highest last hour against their baseline; 0: none",
+        ),
+    ] = 10
+    metrics_surge_min_events: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description="Events (or blocked geo decisions) a community needs in the last hour to have surge series",
+        ),
+    ] = 50
     ingest_metrics_port: Annotated[
         int, Meta(ge=0, le=65535, description="Port of the ingest worker's own `/metrics`; 0: not served")
     ] = 9101

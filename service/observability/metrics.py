@@ -127,6 +127,23 @@ COMMUNITY_ONLINE = ScrapeGauge(
     "analytics_community_online_members",
     "Members active in the last 5 minutes, for the METRICS_TOP_COMMUNITIES communities with most of them",
 )
+# Surges (service/storage/surges.py): per `signal` (`activity`, `geo_blocked`), only the
+# METRICS_SURGE_COMMUNITIES communities with the highest ratio among those with METRICS_SURGE_MIN_EVENTS in the
+# last hour, so the series stay bounded however many communities there are.
+COMMUNITY_SURGE_RATIO = ScrapeGauge(
+    "analytics_community_surge_ratio",
+    "A community's events (signal=activity) or blocked geo decisions (signal=geo_blocked) in the last hour, "
+    "divided by its baseline; only for the METRICS_SURGE_COMMUNITIES communities with the highest ratio",
+)
+COMMUNITY_SURGE_LAST_HOUR = ScrapeGauge(
+    "analytics_community_surge_last_hour_events",
+    "Events of the signal in the community's last hour (the numerator of analytics_community_surge_ratio)",
+)
+COMMUNITY_SURGE_BASELINE = ScrapeGauge(
+    "analytics_community_surge_baseline_events",
+    "Mean events of the signal in the same hour of the previous 7 days, at least 1 (the denominator of "
+    "analytics_community_surge_ratio)",
+)
 
 
 def process_started() -> None:

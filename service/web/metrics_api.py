@@ -3,13 +3,22 @@
 The counters and histograms come from every API worker process (multiprocess mode); the ingest backlog and
 lag, the members online, the connection pool, the read replicas' lag and the up checks are read by the process
 answering the scrape, so each appears once however many processes there are.
+
+The community surge figures (service/storage/surges.py) are computed here too, rather than in PromQL: Prometheus
+could only compare a community with its own past if every community had its own series, which is unbounded
+(online members have series for the top communities only). So one query over the hourly rollups ranks every
+community and only the few surging most are exported. Each process keeps the answer SURGE_CACHE_SECONDS, so a
+scrape every 15 s costs one query a minute per process; the figures are hourly, a minute old is fresh enough.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 from collections.abc import Awaitable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from litestar import Controller, Request, Response, get
@@ -24,6 +33,9 @@ from service.live.stream import stream_state
 from service.observability.exposition import CONTENT_TYPE, authorized, render
 from service.observability.metrics import (
     COMMUNITY_ONLINE,
+    COMMUNITY_SURGE_BASELINE,
+    COMMUNITY_SURGE_LAST_HOUR,
+    COMMUNITY_SURGE_RATIO,
     DB_POOL,
     DB_REPLICA_LAG,
     DB_UP,
@@ -33,10 +45,12 @@ from service.observability.metrics import (
     STREAM_BACKLOG,
     ScrapeGauge,
 )
+from service.storage.surges import Surge, surges
 from service.web.resources import Resources
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+SURGE_CACHE_SECONDS = 60.0  # how long a process serves the surge figures it read before reading them again
 
 
 def metrics_token(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
@@ -108,10 +122,65 @@ async def _redis(resources: Resources) -> list[Metric]:
     ]
 
 
-async def scrape_time_figures(resources: Resources) -> list[Metric]:
-    """The figures read from PostgreSQL and Redis for one scrape (both asked at once)."""
-    database, live = await asyncio.gather(_database(resources), _redis(resources))
-    return [*database, *live]
+def now() -> datetime:
+    """The moment the surge figures are computed for (tests replace it)."""
+    return datetime.now(UTC)
+
+
+class SurgeCache:
+    """The surge figures one API process read last, served for SURGE_CACHE_SECONDS (also while PostgreSQL is
+    down: they are at most that old); concurrent scrapes wait for one read rather than each running the query."""
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._rows: list[Surge] = []
+        self._expires = -math.inf
+
+    async def read(self, resources: Resources) -> list[Surge] | None:
+        """The figures, read again once they are SURGE_CACHE_SECONDS old; None when PostgreSQL did not answer
+        (nothing is cached then, so the next scrape asks again)."""
+        settings = resources.settings
+        async with self._lock:
+            if time.monotonic() < self._expires:
+                return self._rows
+            try:
+                async with resources.pool.connection(timeout=settings.db_timeout) as conn:
+                    rows = await _within(
+                        settings.db_timeout,
+                        surges(conn, now(), settings.metrics_surge_min_events, settings.metrics_surge_communities),
+                    )
+            except Exception as exc:  # noqa: BLE001 - left out of this scrape (absent, not a false 0)
+                log.warning("metrics: could not read the community surges (%s)", first_line(exc))
+                return None
+            self._rows, self._expires = rows, time.monotonic() + SURGE_CACHE_SECONDS
+            return rows
+
+
+async def _surges(resources: Resources, cache: SurgeCache) -> list[Metric]:
+    if resources.settings.metrics_surge_communities == 0:
+        return []
+    rows = await cache.read(resources)
+    if rows is None:
+        return []
+    labels = ["community_id", "signal"]
+    families = {
+        spec: GaugeMetricFamily(spec.name, spec.documentation, labels=labels)
+        for spec in (COMMUNITY_SURGE_RATIO, COMMUNITY_SURGE_LAST_HOUR, COMMUNITY_SURGE_BASELINE)
+    }
+    for row in rows:
+        key = [str(row.community_id), row.signal]
+        families[COMMUNITY_SURGE_RATIO].add_metric(key, row.ratio)
+        families[COMMUNITY_SURGE_LAST_HOUR].add_metric(key, row.last_hour)
+        families[COMMUNITY_SURGE_BASELINE].add_metric(key, row.baseline)
+    return list(families.values())
+
+
+async def scrape_time_figures(resources: Resources, surge_cache: SurgeCache) -> list[Metric]:
+    """The figures read from PostgreSQL and Redis for one scrape (all asked at once)."""
+    database, live, surging = await asyncio.gather(
+        _database(resources), _redis(resources), _surges(resources, surge_cache)
+    )
+    return [*database, *live, *surging]
 
 
 class MetricsController(Controller):
@@ -123,7 +192,9 @@ class MetricsController(Controller):
     @get("/", guards=[metrics_token], media_type=CONTENT_TYPE)
     async def metrics(self, request: Request[Any, Any, Any]) -> Response[bytes]:
         resources: Resources = request.app.state.resources
-        figures = await scrape_time_figures(resources)
+        # One cache per application (a test process runs several, each on its own database).
+        surge_cache: SurgeCache = request.app.state.setdefault("surge_cache", SurgeCache())
+        figures = await scrape_time_figures(resources, surge_cache)
         # Reading the other processes' files is disk work: off the event loop.
         body = await asyncio.to_thread(render, figures)
         return Response(body, media_type=CONTENT_TYPE)
