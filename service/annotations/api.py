@@ -10,7 +10,7 @@ from litestar import Controller, Request, delete, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
 
-from service.annotations.schemas import TAG, Annotation, AnnotationCreate
+from service.annotations.schemas import EARLIEST, LATEST, TAG, Annotation, AnnotationCreate
 from service.annotations.store import DELETE, ONE, SELECT, insert
 from service.auth.guards import principal_of, require_community_reader, staff_only
 from service.auth.keys import for_keys
@@ -93,6 +93,9 @@ class AnnotationsController(Controller):
     )
     async def create_annotation(self, request: AnyRequest, resources: NamedDependency[Resources]) -> Annotation:
         body = decode_body(await request.body(), AnnotationCreate, READ_ONLY)
+        for field, value in (("time", body.time), ("time_end", body.time_end)):
+            if value is not None and not EARLIEST <= value < LATEST:
+                raise InvalidInput([FieldError(field, f"must be from {EARLIEST:%Y} to {LATEST.year - 1}")])
         if body.time_end is not None and body.time_end < body.time:
             raise InvalidInput([FieldError("time_end", "must be on or after `time`")])
         values = {**sent_fields(body), "created_by": principal_of(request).subject}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 import msgspec
@@ -11,7 +11,9 @@ from msgspec import Meta
 from service.core.listing import BIGINT_MAX
 
 Source = Literal["api", "task-schedule", "rollup-refresh"]
-TAG = "^[a-z0-9][a-z0-9_.:-]{0,49}$"
+TAG = "^[a-z0-9][a-z0-9_.:-]{0,49}(?!\n)$"  # `$` alone also matches before a final newline
+# The times an annotation may mark (PostgreSQL stores more, but Python reads back only years 1 to 9999).
+EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC)
 
 Tag = Annotated[str, Meta(pattern=TAG, description="lower case letters, digits and `_.:-`, at most 50 characters")]
 

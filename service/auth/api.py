@@ -39,7 +39,7 @@ from service.web.resources import Resources
 AnyRequest = Request[Any, Any, Any]
 
 
-class Identity(msgspec.Struct, frozen=True, omit_defaults=True):
+class Identity(msgspec.Struct, frozen=True):
     """The authenticated caller as this service sees it (`scope` and `communities` for API keys only)."""
 
     kind: str
@@ -48,8 +48,8 @@ class Identity(msgspec.Struct, frozen=True, omit_defaults=True):
     staff: bool
     moderated_communities: list[int]
     authenticated_by: str  # `token`, `session` or `api_key`
-    scope: KeyScope | None = None  # API keys: `track` or `read`
-    communities: list[int] | None = None  # API keys: the communities they are limited to (null: all)
+    scope: KeyScope | msgspec.UnsetType = msgspec.UNSET  # API keys: `track` or `read`
+    communities: list[int] | msgspec.UnsetType | None = msgspec.UNSET  # API keys: theirs (null: every one)
 
 
 class SessionCreated(msgspec.Struct, frozen=True):
@@ -68,8 +68,14 @@ def _identity(principal: Principal, via: str) -> Identity:
         staff=principal.staff,
         moderated_communities=sorted(principal.moderated),
         authenticated_by=via,
-        scope=principal.scope,
-        communities=None if principal.communities is None else sorted(principal.communities),
+        scope=msgspec.UNSET if principal.scope is None else principal.scope,
+        communities=(
+            msgspec.UNSET
+            if principal.scope is None
+            else None
+            if principal.communities is None
+            else sorted(principal.communities)
+        ),
     )
 
 

@@ -27,6 +27,7 @@ from msgspec import Meta
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from service.auth.ratelimit import hit
 from service.auth.tokens import KeyScope, Principal
 from service.core.errors import REDIS_ERRORS, AuthenticationFailed, NotFound, first_line
 from service.core.listing import BIGINT_MAX
@@ -39,7 +40,7 @@ PREFIX = "ak_"
 KEY_FORMAT = re.compile(r"ak_[A-Za-z0-9_-]{43}")  # 32 random bytes, URL-safe base64 without padding
 SHOWN = 11  # characters of a key kept as its `prefix`: `ak_` and 8 more
 SCOPES_OPT = "api_key_scopes"  # the route option naming the key scopes a route admits
-REVOKED, UNKNOWN = b"revoked", b"unknown"
+REVOKED, UNKNOWN = b"revoked", b"unknown"  # the marker Redis holds; what PostgreSQL answers for no key
 KEY_USE_FLUSH_SECONDS = 15.0  # how often a process writes when its keys were last used
 
 
@@ -64,9 +65,10 @@ class Cached(msgspec.Struct, frozen=True):
     scope: KeyScope
     communities: list[int] | None
 
-    def principal(self) -> Principal:
+    def principal(self, hashed: bytes) -> Principal:
         communities = None if self.communities is None else frozenset(self.communities)
-        return Principal(kind="key", subject=str(self.id), user_id=None, scope=self.scope, communities=communities)
+        return Principal(kind="key", subject=str(self.id), user_id=None, scope=self.scope, communities=communities,
+                         secret_hash=hashed)  # fmt: skip
 
 
 class ApiKey(msgspec.Struct, kw_only=True):
@@ -103,9 +105,8 @@ class ApiKeyCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 _LOOKUP = "SELECT id, scope, communities, revoked_at IS NOT NULL FROM api_keys WHERE secret_hash = %s"
-_REVOKE = """
-UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = %s RETURNING secret_hash
-"""
+_HASH = "SELECT secret_hash FROM api_keys WHERE id = %s"
+_REVOKE = "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = %s"
 _USED = """
 UPDATE api_keys k SET last_used_at = greatest(k.last_used_at, u.at)
 FROM unnest(%s::bigint[], %s::timestamptz[]) AS u(id, at) WHERE k.id = u.id
@@ -116,14 +117,16 @@ class ApiKeys:
     """One API process's view of the keys: checking them, and noting when each was last used."""
 
     CACHE_SECONDS = 300  # a valid key's principal in Redis
-    MARKER_SECONDS = 86_400  # `revoked` (outlives any cached principal) and `unknown` markers
+    MARKER_SECONDS = 86_400  # the `revoked` marker: it outlives any cached principal
 
     def __init__(self, pool: AsyncConnectionPool, redis: AsyncRedis) -> None:
         self.pool, self.redis = pool, redis
         self._used: dict[int, float] = {}  # key id -> last request (unix s), flushed by `flush`
 
-    async def principal(self, key: str) -> Principal:
-        """The principal of an API key, or AuthenticationFailed (malformed, unknown, revoked)."""
+    async def principal(self, key: str, client: str, lookups: int) -> Principal:
+        """The principal of an API key, or AuthenticationFailed (malformed, unknown, revoked). A key Redis does
+        not hold is looked up in PostgreSQL at most `lookups` times a minute per `client` (its address; beyond,
+        429): random keys cost neither a query each nor memory (unknown keys are not cached)."""
         if not KEY_FORMAT.fullmatch(key):
             raise AuthenticationFailed("API key is malformed (expected `ak_` and 43 characters)")
         hashed = digest(key)
@@ -137,9 +140,11 @@ class ApiKeys:
             log.warning("API keys: Redis unavailable, checking against PostgreSQL (%s)", first_line(exc))
             redis_up = False
         if cached is None:
-            cached = await self._load(hashed)
             if redis_up:
-                seconds = self.CACHE_SECONDS if cached not in (REVOKED, UNKNOWN) else self.MARKER_SECONDS
+                await hit(self.redis, "apikey", client, lookups)
+            cached = await self._load(hashed)
+            if redis_up and cached != UNKNOWN:
+                seconds = self.CACHE_SECONDS if cached != REVOKED else self.MARKER_SECONDS
                 try:
                     await self.redis.set(name, cached, nx=True, ex=seconds)
                 except REDIS_ERRORS as exc:
@@ -150,7 +155,20 @@ class ApiKeys:
             raise AuthenticationFailed("API key is not known")
         found = msgspec.json.decode(cached, type=Cached)
         self._used[found.id] = time.time()
-        return found.principal()
+        return found.principal(hashed)
+
+    async def revoked(self, principal: Principal) -> bool:
+        """Whether the key of this principal has been revoked since it was checked (for what outlives a request:
+        a live stream asks at each heartbeat)."""
+        if principal.secret_hash is None:
+            return False
+        try:
+            value = await self.redis.get(api_key_key(principal.secret_hash))
+        except REDIS_ERRORS:
+            value = None
+        if value is None:
+            return await self._load(principal.secret_hash) in (REVOKED, UNKNOWN)
+        return (value.encode() if isinstance(value, str) else value) == REVOKED
 
     async def _load(self, hashed: bytes) -> bytes:
         """The key's cache entry from PostgreSQL: its principal's JSON, or a marker."""
@@ -163,14 +181,15 @@ class ApiKeys:
         return REVOKED if revoked else msgspec.json.encode(Cached(key_id, scope, communities))
 
     async def revoke(self, conn: AsyncConnection[Any], key_id: int) -> None:
-        """Revoke key `key_id` (again is fine) in PostgreSQL, then in Redis for every process; NotFound when no
-        key has this id. The Redis write is not optional: if it fails, the caller answers 503 and may retry."""
-        cur = await conn.execute(_REVOKE, (key_id,))
+        """Revoke key `key_id` (again is fine): first the `revoked` marker in Redis, which every process reads,
+        then the row; NotFound when no key has this id. If Redis fails, nothing changed and the caller answers
+        503; if PostgreSQL fails after the marker, the key is refused already and the caller may retry."""
+        cur = await conn.execute(_HASH, (key_id,))
         row = await cur.fetchone()
         if row is None:
             raise NotFound(f"No API key {key_id}")
-        await conn.commit()
         await self.redis.set(api_key_key(bytes(row[0])), REVOKED, ex=self.MARKER_SECONDS)
+        await conn.execute(_REVOKE, (key_id,))
 
     async def flush(self) -> None:
         """Write when each key used since the last flush was last used (KEY_USE_FLUSH_SECONDS)."""

@@ -13,6 +13,7 @@ from service.auth.keys import SCOPES_OPT
 from service.auth.sessions import CSRF_HEADER, SESSION_COOKIE, load_session
 from service.auth.tokens import Principal
 from service.core.errors import AuthenticationFailed, Forbidden
+from service.web.limits import address_of
 from service.web.resources import Resources
 
 # Open without credentials: probes, the API documentation and /metrics (which has its own optional token).
@@ -39,8 +40,9 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any], resources
     token = bearer_token(connection)
     if token is not None:
         if token.startswith(KEY_PREFIX):
-            return AuthenticationResult(user=_admitted_key(connection, await resources.keys.principal(token)),
-                                        auth="api_key")  # fmt: skip
+            client, lookups = address_of(connection, resources), resources.settings.rate_limit_auth
+            principal = await resources.keys.principal(token, client, lookups)
+            return AuthenticationResult(user=_admitted_key(connection, principal), auth="api_key")
         # Verified once per process while it stays cached (and unexpired), for this app's settings only.
         return AuthenticationResult(user=resources.tokens.principal(token), auth="token")
     session_id = connection.cookies.get(SESSION_COOKIE)

@@ -36,6 +36,7 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     # API keys only: what the key may do (the routes marked for its scope), and for which communities (None: all).
     scope: KeyScope | None = None
     communities: frozenset[int] | None = None
+    secret_hash: bytes | None = None  # the SHA-256 of the key, to ask later whether it has been revoked
 
     @property
     def is_service(self) -> bool:

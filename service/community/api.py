@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import msgspec
@@ -17,6 +17,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from service.auth.guards import community_reader, principal_of, staff_only
 from service.auth.keys import for_keys
+from service.auth.tokens import Principal
 from service.community.cohorts import MAX_PERIODS, cohort_activity, cohort_report, period_starts
 from service.community.figures import community_report, funnel, patterns
 from service.community.funnel import MAX_WITHIN, funnel_members, parse_steps
@@ -29,7 +30,7 @@ from service.community.schemas import (
     Funnel,
     Period,
 )
-from service.core.errors import REDIS_ERRORS, TooManyRequests, Unavailable
+from service.core.errors import REDIS_ERRORS, FieldError, InvalidInput, TooManyRequests, Unavailable
 from service.core.windows import Days, Window
 from service.live.push import StreamSlot
 from service.live.realtime import Realtime, realtime, realtime_many
@@ -51,25 +52,32 @@ Within = Annotated[
 
 
 async def live_events(
-    resources: Resources, community_id: int, slot: StreamSlot
+    resources: Resources, community_id: int, slot: StreamSlot, principal: Principal
 ) -> AsyncIterator[ServerSentEventMessage]:
     """The live stream's events: the figures at once, then each change, a heartbeat comment when quiet; its slot
-    is given back however the stream ends (the client gone, the API stopping)."""
+    is given back however the stream ends (the client gone, the API stopping, an API key revoked: asked every
+    LIVE_HEARTBEAT seconds)."""
+    heartbeat = resources.settings.live_heartbeat
     try:
         async with resources.hub.watch(community_id, slot) as changes:
             current = await realtime(resources.redis, resources.shards, community_id)
             yield _event(current, retry=LIVE_RETRY_MS)
+            checked = time.monotonic()
             while True:
                 try:
-                    figures = await asyncio.wait_for(changes.get(), resources.settings.live_heartbeat)
+                    figures = await asyncio.wait_for(changes.get(), heartbeat)
                 except TimeoutError:
                     yield ServerSentEventMessage(comment="heartbeat", data=None)  # a comment alone: no event
-                    continue
-                if figures is None:  # the API is stopping
-                    return
-                if figures != current:
-                    current = figures
-                    yield _event(figures)
+                else:
+                    if figures is None:  # the API is stopping
+                        return
+                    if figures != current:
+                        current = figures
+                        yield _event(figures)
+                if principal.kind == "key" and time.monotonic() - checked >= heartbeat:
+                    if await resources.keys.revoked(principal):
+                        return
+                    checked = time.monotonic()
     finally:
         with contextlib.suppress(*REDIS_ERRORS):
             await slot.release()
@@ -138,7 +146,7 @@ class CommunityAnalyticsController(Controller):
             raise Unavailable(f"The live store (Redis) is unavailable ({type(exc).__name__})", retry_after=5) from None
         if not claimed:
             raise TooManyRequests(f"at most {limit} live streams of one principal may be open at once", 15, limit)
-        events = live_events(resources, community_id, slot)
+        events = live_events(resources, community_id, slot, principal)
         return ServerSentEvent(events, headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
     @get(
@@ -186,6 +194,10 @@ class CommunityAnalyticsController(Controller):
     ) -> CohortReport:
         today = datetime.now(UTC).date()
         starts = period_starts(period, weeks, today)
+        kept = today - timedelta(days=resources.settings.retention_rollup_days)
+        if starts[0] < kept:  # the member rollup holds nothing before: empty cohorts would look like facts
+            raise InvalidInput([FieldError("weeks", f"reaches back to {starts[0]}, before the oldest day the member "
+                                                    f"rollup keeps ({kept}, RETENTION_ROLLUP_DAYS)")])  # fmt: skip
         activity = await resources.reads.run(lambda conn: cohort_activity(conn, community_id, period, starts))
         return cohort_report(community_id, period, starts, today, activity)
 
@@ -204,6 +216,9 @@ class CommunityAnalyticsController(Controller):
         within: Within = 86_400,
     ) -> Funnel:
         kinds = parse_steps(steps)
+        if days > resources.settings.retention_raw_days:
+            raise InvalidInput([FieldError("days", f"at most {resources.settings.retention_raw_days}: raw events "
+                                                   "are kept that long (RETENTION_RAW_DAYS)")])  # fmt: skip
         window = Window.last(days)
         members = await resources.reads.run(lambda conn: funnel_members(conn, community_id, kinds, window, within))
         return funnel(community_id, window, within, kinds, members)

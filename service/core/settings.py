@@ -182,9 +182,13 @@ class Settings(
     rate_limit_track: Annotated[
         int, Meta(ge=1, description="Tracking requests per principal per minute, shared by all API processes")
     ] = 1200
-    rate_limit_auth: Annotated[int, Meta(ge=1, description="Session log-in attempts per client address per minute")] = (
-        20
-    )
+    rate_limit_auth: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description="Session log-ins, and lookups of API keys Redis does not hold, per client address per minute",
+        ),
+    ] = 20
     track_max_batch: Annotated[int, Meta(ge=1, le=10000, description="Most events in one batch tracking request")] = 500
     track_max_body_bytes: Annotated[
         int, Meta(ge=1024, le=64 * 1024 * 1024, description="Largest tracking request body, in bytes")

@@ -17,6 +17,8 @@ from service.geo.figures import effectiveness_report, nest
 from service.geo.schemas import EffectivenessReport, Locations, TrendPoint, Trends
 from service.web.resources import Resources
 
+READ_KEYS = for_keys("read")  # read API keys of that community may call these routes
+
 
 class GeoAnalyticsController(Controller):
     """How geo restrictions of a community perform."""
@@ -24,9 +26,12 @@ class GeoAnalyticsController(Controller):
     path = "/api/geo-analytics"
     tags = ["geo analytics"]  # noqa: RUF012 - Litestar reads it as a plain class attribute
     guards = [community_reader]  # noqa: RUF012 - Litestar reads it as a plain class attribute
-    opt = for_keys("read")
 
-    @get("/{community_id:int}/effectiveness/", summary="Blocked share of access attempts; most blocked places")
+    @get(
+        "/{community_id:int}/effectiveness/",
+        summary="Blocked share of access attempts; most blocked places",
+        opt=READ_KEYS,
+    )
     async def effectiveness(
         self,
         community_id: FromPath[int],
@@ -44,7 +49,7 @@ class GeoAnalyticsController(Controller):
         totals, top = await resources.reads.run(read)
         return effectiveness_report(community_id, window, totals, top)
 
-    @get("/{community_id:int}/locations/", summary="Access attempts by country, region and city")
+    @get("/{community_id:int}/locations/", summary="Access attempts by country, region and city", opt=READ_KEYS)
     async def locations(
         self, community_id: FromPath[int], resources: NamedDependency[Resources], days: Days = 30
     ) -> Locations:
@@ -52,7 +57,11 @@ class GeoAnalyticsController(Controller):
         rows = await resources.reads.run(lambda conn: queries.locations(conn, community_id, window))
         return Locations(community_id=community_id, date_range=window.date_range, countries=nest(rows))
 
-    @get("/{community_id:int}/trends/", summary="Allowed and blocked attempts, travelers and bypasses over time")
+    @get(
+        "/{community_id:int}/trends/",
+        summary="Allowed and blocked attempts, travelers and bypasses over time",
+        opt=READ_KEYS,
+    )
     async def trends(
         self,
         community_id: FromPath[int],

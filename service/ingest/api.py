@@ -1,6 +1,7 @@
 """Tracking endpoints: validate, write the live state and the stream in one Redis round trip, answer 202.
 
-PostgreSQL is never touched here: the ingest worker moves accepted events from the stream into the tables.
+PostgreSQL is never touched here (but to look up an API key Redis does not hold, once in a while): the ingest
+worker moves accepted events from the stream into the tables. An API key costs a Redis GET more per request.
 """
 
 from __future__ import annotations

@@ -179,3 +179,25 @@ def test_keys_never_reach_the_logs(client: Client, caplog: pytest.LogCaptureFixt
     client.get("/api/auth/me/", headers=as_key(key[:-1] + "A"))  # unknown
     logged = "\n".join(record.getMessage() for record in caplog.records)
     assert caplog.records and key not in logged and key[11:] not in logged
+
+
+def test_random_keys_cost_neither_queries_nor_memory(settings_for: Any, database_url: str, redis_url: str) -> None:
+    """Keys Redis does not hold are looked up RATE_LIMIT_AUTH times a minute per client address at most, and an
+    unknown key leaves nothing in Redis."""
+    settings = settings_for(database_url, redis_url, RATE_LIMIT_AUTH="2")
+    with TestClient(create_app(settings)) as client:
+        answers = [client.get("/api/auth/me/", headers=as_key(f"ak_{n:043d}")).status_code for n in range(3)]
+    assert answers == [401, 401, 429]
+    assert not redis.Redis.from_url(redis_url).keys("analytics:apikey:*")
+
+
+def test_what_outlives_a_request_asks_again(client: Client) -> None:
+    """A live stream asks at each heartbeat whether its key has been revoked since it opened."""
+    created = create(client, name="live", scope="read", communities=[C])
+    keys: ApiKeys = client.app.state.resources.keys
+    principal = client.blocking_portal.call(keys.principal, created["key"], "testclient", 100)
+    assert client.blocking_portal.call(keys.revoked, principal) is False
+    assert client.delete(f"/api/keys/{created['id']}/").status_code == 204
+    assert client.blocking_portal.call(keys.revoked, principal) is True
+    redis.Redis.from_url(client.app.state.resources.settings.redis_url).flushdb()  # the marker gone: PostgreSQL says
+    assert client.blocking_portal.call(keys.revoked, principal) is True

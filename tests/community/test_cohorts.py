@@ -166,7 +166,13 @@ def test_a_community_without_members_has_empty_cohorts(client: TestClient[Any]) 
 
 @pytest.mark.parametrize(
     ("query", "field"),
-    [("period=year", "period"), ("weeks=0", "weeks"), ("weeks=53", "weeks"), ("weeks=eight", "weeks")],
+    [
+        ("period=year", "period"),
+        ("weeks=0", "weeks"),
+        ("weeks=53", "weeks"),
+        ("weeks=eight", "weeks"),
+        ("weeks=30&period=month", "weeks"),
+    ],  # 30 months reach before what the member rollup keeps (730 days)
 )
 def test_parameters_are_validated(client: TestClient[Any], query: str, field: str) -> None:
     response = client.get(f"/api/community-analytics/{W}/cohorts/?{query}")

@@ -249,3 +249,19 @@ def test_a_tick_under_way_when_the_hub_ends_leaves_its_streams_ended(
             await client.aclose()
 
     assert asyncio.run(scenario()) is None
+
+
+def test_a_revoked_keys_stream_ends_at_the_next_heartbeat(apis: Apis) -> None:
+    """Revoked through one process, the key's stream open on the other ends within a heartbeat (1 s here)."""
+    staff = bearer(apis.settings, "1", staff=True)
+    created = httpx.post(apis.first + "/api/keys/", json={"name": "wall screen", "scope": "read"}, headers=staff)
+    assert created.status_code == 201, created.text
+    reader = Reader(apis.second + LIVE, {"Authorization": f"Bearer {created.json()['key']}"})
+    try:
+        assert reader.status == 200
+        reader.next_event()
+        assert httpx.delete(f"{apis.first}/api/keys/{created.json()['id']}/", headers=staff).status_code == 204
+        reader.thread.join(5)
+        assert not reader.thread.is_alive() and reader.error is None, "the stream did not end"
+    finally:
+        reader.close()
