@@ -174,7 +174,8 @@ def _now() -> datetime:
 
 def _on_behalf(principal: Principal, record: R) -> R:
     """The record as this principal may track it: a regular user only for themself (an event without a user is
-    theirs); staff and service tokens for anyone. Another user's id is a 403 for the whole request."""
+    theirs); staff, service tokens and `track` API keys for anyone (a key only in its communities). Another user's
+    id, or another community for a key, is a 403 for the whole request."""
     require_may_track_for(principal, record.user_id)
     if principal.kind == "key" and not principal.covers(record.community_id):
         raise Forbidden(f"this API key tracks only communities {sorted(principal.communities or ())}")
