@@ -133,8 +133,7 @@ class ApiKeys:
         name = api_key_key(hashed)
         cached: bytes | None = None
         try:
-            value = await self.redis.get(name)
-            cached = value.encode() if isinstance(value, str) else value
+            cached = await self._cached(name)
             redis_up = True
         except REDIS_ERRORS as exc:
             log.warning("API keys: Redis unavailable, checking against PostgreSQL (%s)", first_line(exc))
@@ -163,12 +162,17 @@ class ApiKeys:
         if principal.secret_hash is None:
             return False
         try:
-            value = await self.redis.get(api_key_key(principal.secret_hash))
+            cached = await self._cached(api_key_key(principal.secret_hash))
         except REDIS_ERRORS:
-            value = None
-        if value is None:
+            cached = None
+        if cached is None:
             return await self._load(principal.secret_hash) in (REVOKED, UNKNOWN)
-        return (value.encode() if isinstance(value, str) else value) == REVOKED
+        return cached == REVOKED
+
+    async def _cached(self, name: str) -> bytes | None:
+        """What Redis holds for a key (as bytes, whatever the client decodes), or None."""
+        value = await self.redis.get(name)
+        return value.encode() if isinstance(value, str) else value
 
     async def _load(self, hashed: bytes) -> bytes:
         """The key's cache entry from PostgreSQL: its principal's JSON, or a marker."""

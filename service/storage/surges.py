@@ -18,12 +18,17 @@ from 1 to 5 events is not a surge.
 
 from __future__ import annotations
 
+import asyncio
+import math
+import time
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import msgspec
 from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
 
+from service.core.settings import Settings
 from service.storage.buckets import HOUR, floor
 
 Signal = Literal["activity", "geo_blocked"]
@@ -31,6 +36,7 @@ SIGNALS: tuple[Signal, ...] = ("activity", "geo_blocked")
 BASELINE_DAYS = 7
 BASELINE_FLOOR = 1.0  # events per hour: the least baseline a ratio is taken against
 DAY = timedelta(days=1)
+CACHE_SECONDS = 60.0  # how long a process serves the figures it read before reading them again
 
 # Weights per hourly bucket: `recent` builds the last hour, `past` the sum of the baseline days' hours (divided
 # by BASELINE_DAYS below). `bucket = ANY(...)` lets both rollups use their bucket index: 16 buckets per source.
@@ -105,3 +111,26 @@ async def surges(conn: AsyncConnection[Any], at: datetime, min_events: int, top:
         Surge(signal=signal, community_id=int(community), last_hour=float(last), baseline=float(baseline))
         for signal, community, last, baseline in await cur.fetchall()
     ]
+
+
+class SurgeCache:
+    """The surge figures one API process read last, served for CACHE_SECONDS (also while PostgreSQL is down: they
+    are at most that old); concurrent readers wait for one read rather than each running the query."""
+
+    def __init__(self, pool: AsyncConnectionPool, settings: Settings) -> None:
+        self.pool, self.settings = pool, settings
+        self._lock = asyncio.Lock()
+        self._rows: list[Surge] = []
+        self._expires = -math.inf
+
+    async def read(self, at: datetime) -> list[Surge]:
+        """The figures (for the moment `at` when they are read again); a failed read raises and caches nothing,
+        so the next caller asks again."""
+        settings = self.settings
+        async with self._lock:
+            if time.monotonic() < self._expires:
+                return self._rows
+            async with self.pool.connection(timeout=settings.db_timeout) as conn, asyncio.timeout(settings.db_timeout):
+                rows = await surges(conn, at, settings.metrics_surge_min_events, settings.metrics_surge_communities)
+            self._rows, self._expires = rows, time.monotonic() + CACHE_SECONDS
+            return rows

@@ -7,7 +7,7 @@ answering the scrape, so each appears once however many processes there are.
 The community surge figures (service/storage/surges.py) are computed here too, rather than in PromQL: Prometheus
 could only compare a community with its own past if every community had its own series, which is unbounded
 (online members have series for the top communities only). So one query over the hourly rollups ranks every
-community and only the few surging most are exported. Each process keeps the answer SURGE_CACHE_SECONDS, so a
+community and only the few surging most are exported. Each process keeps the answer a minute (`SurgeCache`), so a
 scrape every 15 s costs one query a minute per process; the figures are hourly, a minute old is fresh enough.
 """
 
@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
-import time
 from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -45,12 +43,10 @@ from service.observability.metrics import (
     STREAM_BACKLOG,
     ScrapeGauge,
 )
-from service.storage.surges import Surge, surges
 from service.web.resources import Resources
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-SURGE_CACHE_SECONDS = 60.0  # how long a process serves the surge figures it read before reading them again
 
 
 def metrics_token(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
@@ -127,40 +123,13 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-class SurgeCache:
-    """The surge figures one API process read last, served for SURGE_CACHE_SECONDS (also while PostgreSQL is
-    down: they are at most that old); concurrent scrapes wait for one read rather than each running the query."""
-
-    def __init__(self) -> None:
-        self._lock = asyncio.Lock()
-        self._rows: list[Surge] = []
-        self._expires = -math.inf
-
-    async def read(self, resources: Resources) -> list[Surge] | None:
-        """The figures, read again once they are SURGE_CACHE_SECONDS old; None when PostgreSQL did not answer
-        (nothing is cached then, so the next scrape asks again)."""
-        settings = resources.settings
-        async with self._lock:
-            if time.monotonic() < self._expires:
-                return self._rows
-            try:
-                async with resources.pool.connection(timeout=settings.db_timeout) as conn:
-                    rows = await _within(
-                        settings.db_timeout,
-                        surges(conn, now(), settings.metrics_surge_min_events, settings.metrics_surge_communities),
-                    )
-            except Exception as exc:  # noqa: BLE001 - left out of this scrape (absent, not a false 0)
-                log.warning("metrics: could not read the community surges (%s)", first_line(exc))
-                return None
-            self._rows, self._expires = rows, time.monotonic() + SURGE_CACHE_SECONDS
-            return rows
-
-
-async def _surges(resources: Resources, cache: SurgeCache) -> list[Metric]:
+async def _surges(resources: Resources) -> list[Metric]:
     if resources.settings.metrics_surge_communities == 0:
         return []
-    rows = await cache.read(resources)
-    if rows is None:
+    try:
+        rows = await resources.surges.read(now())
+    except Exception as exc:  # noqa: BLE001 - left out of this scrape (absent, not a false 0)
+        log.warning("metrics: could not read the community surges (%s)", first_line(exc))
         return []
     labels = ["community_id", "signal"]
     families = {
@@ -175,11 +144,9 @@ async def _surges(resources: Resources, cache: SurgeCache) -> list[Metric]:
     return list(families.values())
 
 
-async def scrape_time_figures(resources: Resources, surge_cache: SurgeCache) -> list[Metric]:
+async def scrape_time_figures(resources: Resources) -> list[Metric]:
     """The figures read from PostgreSQL and Redis for one scrape (all asked at once)."""
-    database, live, surging = await asyncio.gather(
-        _database(resources), _redis(resources), _surges(resources, surge_cache)
-    )
+    database, live, surging = await asyncio.gather(_database(resources), _redis(resources), _surges(resources))
     return [*database, *live, *surging]
 
 
@@ -192,9 +159,7 @@ class MetricsController(Controller):
     @get("/", guards=[metrics_token], media_type=CONTENT_TYPE)
     async def metrics(self, request: Request[Any, Any, Any]) -> Response[bytes]:
         resources: Resources = request.app.state.resources
-        # One cache per application (a test process runs several, each on its own database).
-        surge_cache: SurgeCache = request.app.state.setdefault("surge_cache", SurgeCache())
-        figures = await scrape_time_figures(resources, surge_cache)
+        figures = await scrape_time_figures(resources)
         # Reading the other processes' files is disk work: off the event loop.
         body = await asyncio.to_thread(render, figures)
         return Response(body, media_type=CONTENT_TYPE)

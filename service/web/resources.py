@@ -18,6 +18,7 @@ from service.live.push import LiveHub
 from service.live.writer import LiveWriter
 from service.storage.migrations import SqlFile
 from service.storage.replicas import ReadRouter
+from service.storage.surges import SurgeCache
 from service.tasks.worker import TaskQueue
 
 
@@ -44,6 +45,7 @@ class Resources:
         "schema",
         "settings",
         "shards",
+        "surges",
         "tokens",
     )
 
@@ -80,6 +82,7 @@ class Resources:
         self.limiter = limiter  # the tracking rate limit, flushed to Redis in the background
         self.hub = hub  # the live streams' subscriptions and their ticker
         self.tokens = TokenCache(settings)  # verified bearer tokens, valid for these settings only
+        self.surges = SurgeCache(pool, settings)  # the community surge figures /metrics exports, a minute old at most
         self.keys = ApiKeys(pool, redis)  # API keys: checked through Redis, their last use flushed in the background
 
 
