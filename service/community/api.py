@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, get
+from litestar.background_tasks import BackgroundTask
 from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
@@ -53,7 +54,7 @@ Within = Annotated[
 
 async def live_events(
     resources: Resources, community_id: int, slot: StreamSlot, principal: Principal
-) -> AsyncIterator[ServerSentEventMessage]:
+) -> AsyncGenerator[ServerSentEventMessage, None]:
     """The live stream's events: the figures at once, then each change, a heartbeat comment when quiet; its slot
     is given back however the stream ends (the client gone, the API stopping, an API key revoked: asked every
     LIVE_HEARTBEAT seconds)."""
@@ -147,7 +148,16 @@ class CommunityAnalyticsController(Controller):
         if not claimed:
             raise TooManyRequests(f"at most {limit} live streams of one principal may be open at once", 15, limit)
         events = live_events(resources, community_id, slot, principal)
-        return ServerSentEvent(events, headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+        async def ended() -> None:
+            """Once the answer is over (the client left, or a HEAD request that never streamed): close the events
+            now, which gives the slot back, instead of whenever the garbage collector finalizes them."""
+            await events.aclose()
+            with contextlib.suppress(*REDIS_ERRORS):
+                await slot.release()
+
+        headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+        return ServerSentEvent(events, headers=headers, background=BackgroundTask(ended))
 
     @get(
         "/{community_id:int}/report/",
