@@ -22,7 +22,7 @@ from service.auth.tokens import Principal
 from service.community.cohorts import MAX_PERIODS, cohort_activity, cohort_report, period_starts
 from service.community.figures import community_report, funnel, patterns
 from service.community.funnel import MAX_WITHIN, funnel_members, parse_steps
-from service.community.queries import hourly_volumes, report_figures, today_by_community
+from service.community.queries import pattern_volumes, report_figures, today_by_community
 from service.community.schemas import (
     ActivityPatterns,
     CohortReport,
@@ -169,7 +169,7 @@ class CommunityAnalyticsController(Controller):
         self, community_id: FromPath[int], resources: NamedDependency[Resources], days: Days = 7
     ) -> CommunityReport:
         window = Window.last(days)
-        figures = await resources.reads.run(lambda conn: report_figures(conn, community_id, window))
+        figures = await resources.reads.run(lambda conn: report_figures(conn, community_id, window), autocommit=True)
         live = await realtime(resources.redis, resources.shards, community_id)
         return community_report(community_id, window, figures, live.peak_members_today)
 
@@ -183,7 +183,7 @@ class CommunityAnalyticsController(Controller):
         self, community_id: FromPath[int], resources: NamedDependency[Resources], days: Days = 30
     ) -> ActivityPatterns:
         window = Window.last(days)
-        volumes = await resources.reads.run(lambda conn: hourly_volumes(conn, community_id, window))
+        volumes = await resources.reads.run(lambda conn: pattern_volumes(conn, community_id, window), autocommit=True)
         return ActivityPatterns(
             community_id=community_id, date_range=window.date_range, **msgspec.structs.asdict(patterns(volumes))
         )
@@ -208,7 +208,9 @@ class CommunityAnalyticsController(Controller):
         if starts[0] < kept:  # the member rollup holds nothing before: empty cohorts would look like facts
             raise InvalidInput([FieldError("weeks", f"reaches back to {starts[0]}, before the oldest day the member "
                                                     f"rollup keeps ({kept}, RETENTION_ROLLUP_DAYS)")])  # fmt: skip
-        activity = await resources.reads.run(lambda conn: cohort_activity(conn, community_id, period, starts))
+        activity = await resources.reads.run(
+            lambda conn: cohort_activity(conn, community_id, period, starts), autocommit=True
+        )
         return cohort_report(community_id, period, starts, today, activity)
 
     @get(
@@ -230,5 +232,7 @@ class CommunityAnalyticsController(Controller):
             raise InvalidInput([FieldError("days", f"at most {resources.settings.retention_raw_days}: raw events "
                                                    "are kept that long (RETENTION_RAW_DAYS)")])  # fmt: skip
         window = Window.last(days)
-        members = await resources.reads.run(lambda conn: funnel_members(conn, community_id, kinds, window, within))
+        members = await resources.reads.run(
+            lambda conn: funnel_members(conn, community_id, kinds, window, within), autocommit=True
+        )
         return funnel(community_id, window, within, kinds, members)

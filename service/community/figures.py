@@ -4,11 +4,10 @@
 from __future__ import annotations
 
 import calendar
-from collections import Counter
-from datetime import UTC, datetime
+from datetime import date
 from typing import Any
 
-from service.community.queries import week_start
+from service.community.queries import PatternRow
 from service.community.schemas import (
     CommunityReport,
     Funnel,
@@ -42,22 +41,24 @@ def community_report(
     )
 
 
-def patterns(volumes: list[tuple[datetime, int]]) -> Patterns:
-    """Events by hour of day, by weekday and by week (UTC) from `hourly_volumes`' rows; peak hours are the busiest
+def patterns(volumes: list[PatternRow]) -> Patterns:
+    """Events by hour of day, by weekday and by week (UTC) from `pattern_volumes`' rows; peak hours are the busiest
     hours of day, at most three, the earlier hour first on ties."""
-    by_hour: Counter[int] = Counter()
-    by_weekday: Counter[int] = Counter()
-    by_week: Counter[datetime] = Counter()
-    for bucket_at, events in volumes:
-        bucket = bucket_at.astimezone(UTC)  # psycopg answers in the session's time zone; patterns are UTC
-        by_hour[bucket.hour] += events
-        by_weekday[bucket.weekday()] += events
-        by_week[week_start(bucket)] += events
+    by_hour: dict[int, int] = {}
+    by_weekday: dict[int, int] = {}
+    by_week: dict[date, int] = {}
+    for hour, weekday, week, events in volumes:
+        if hour is not None:
+            by_hour[hour] = events
+        elif weekday is not None:
+            by_weekday[weekday] = events
+        elif week is not None:
+            by_week[week] = events
     peak = sorted((h for h in by_hour if by_hour[h] > 0), key=lambda h: (-by_hour[h], h))[:PEAK_HOURS]
     return Patterns(
-        hourly=[HourVolume(hour=h, events=by_hour[h]) for h in range(24)],
-        daily=[WeekdayVolume(weekday=d, name=calendar.day_name[d], events=by_weekday[d]) for d in range(7)],
-        weekly=[WeekVolume(week_start=w.date(), events=by_week[w]) for w in sorted(by_week)],
+        hourly=[HourVolume(hour=h, events=by_hour.get(h, 0)) for h in range(24)],
+        daily=[WeekdayVolume(weekday=d, name=calendar.day_name[d], events=by_weekday.get(d, 0)) for d in range(7)],
+        weekly=[WeekVolume(week_start=w, events=by_week[w]) for w in sorted(by_week)],
         peak_hours=peak,
     )
 

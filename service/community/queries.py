@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -33,12 +33,23 @@ SELECT
      WHERE community_id = %(community)s AND day >= %(start_day)s AND day < %(end_day)s)
 """
 
+# Events by UTC hour of day, by weekday (0 = Monday) and by week (its Monday) in one row per group, `hour`,
+# `weekday` or `week` set and the others null: at most 24 + 7 + 6 rows, where the window's hours would be 744.
+# The hours are summed over activity types first (from the index alone: rollups/080), then grouped three ways.
 PATTERNS_SQL = """
-SELECT bucket, sum(events)::bigint
-FROM activity_hourly
-WHERE community_id = %(community)s AND bucket >= %(start)s AND bucket < %(end)s
-GROUP BY bucket
+WITH hours AS (
+    SELECT bucket AT TIME ZONE 'UTC' AS at, sum(events) AS events
+    FROM activity_hourly
+    WHERE community_id = %(community)s AND bucket >= %(start)s AND bucket < %(end)s
+    GROUP BY bucket
+)
+SELECT extract(hour FROM at)::int AS hour, extract(isodow FROM at)::int - 1 AS weekday,
+       date_trunc('week', at)::date AS week, sum(events)::bigint
+FROM hours
+GROUP BY GROUPING SETS ((hour), (weekday), (week))
 """
+
+PatternRow = tuple[int | None, int | None, date | None, int]  # (hour, weekday, week, events): one of the three set
 
 # Today's busiest communities: the figures the refresh job kept up to `through` (service/storage/today.py), plus
 # the raw events after it (normally the last minute's) and the members among them it has not counted. Before the
@@ -93,10 +104,11 @@ async def report_figures(conn: AsyncConnection[Any], community_id: int, window: 
     return tuple(row)
 
 
-async def hourly_volumes(conn: AsyncConnection[Any], community_id: int, window: Window) -> list[tuple[datetime, int]]:
-    """(hour bucket, events) of the window, hours without events left out."""
+async def pattern_volumes(conn: AsyncConnection[Any], community_id: int, window: Window) -> list[PatternRow]:
+    """Events of the window by hour of day, by weekday and by week (PATTERNS_SQL's rows); groups without events
+    left out."""
     cur = await conn.execute(PATTERNS_SQL, {"community": community_id, "start": window.start, "end": window.end})
-    return [(bucket, int(events)) for bucket, events in await cur.fetchall()]
+    return list(await cur.fetchall())
 
 
 async def today_by_community(conn: AsyncConnection[Any], limit: int) -> list[tuple[int, int, int, int, int]]:
@@ -115,9 +127,3 @@ async def today_by_community(conn: AsyncConnection[Any], limit: int) -> list[tup
         cur = await conn.execute(_NEW_VISITORS, {**params, "ids": [row[0] for row in rows]})
         new = dict(await cur.fetchall())
     return [(c, int(e), int(v), int(j), int(n) + int(new.get(c, 0))) for c, e, v, j, n in rows]
-
-
-def week_start(t: datetime) -> datetime:
-    """Monday 00:00 UTC of the week holding `t`."""
-    day = t.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    return day - timedelta(days=day.weekday())

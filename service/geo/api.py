@@ -54,7 +54,7 @@ class GeoAnalyticsController(Controller):
         self, community_id: FromPath[int], resources: NamedDependency[Resources], days: Days = 30
     ) -> Locations:
         window = Window.last(days)
-        rows = await resources.reads.run(lambda conn: queries.locations(conn, community_id, window))
+        rows = await resources.reads.run(lambda conn: queries.locations(conn, community_id, window), autocommit=True)
         return Locations(community_id=community_id, date_range=window.date_range, countries=nest(rows))
 
     @get(
@@ -70,7 +70,9 @@ class GeoAnalyticsController(Controller):
         interval: FromQuery[Literal["day", "hour"]] = "day",
     ) -> Trends:
         window = Window.last(days)
-        rows = await resources.reads.run(lambda conn: queries.trends(conn, community_id, window, interval))
+        rows = await resources.reads.run(
+            lambda conn: queries.trends(conn, community_id, window, interval), autocommit=True
+        )
         return Trends(
             community_id=community_id,
             date_range=window.date_range,

@@ -126,10 +126,12 @@ def community_figures(conn: psycopg.Connection[Any], community_id: int, window: 
     return tuple(row)
 
 
-def community_volumes(conn: psycopg.Connection[Any], community_id: int, window: Window) -> list[tuple[datetime, int]]:
-    """The activity patterns endpoint's rows (`service.community.queries.hourly_volumes`), on a sync connection."""
+def community_volumes(
+    conn: psycopg.Connection[Any], community_id: int, window: Window
+) -> list[community_queries.PatternRow]:
+    """The activity patterns endpoint's rows (`service.community.queries.pattern_volumes`), on a sync connection."""
     params = {"community": community_id, "start": window.start, "end": window.end}
-    return [(bucket, int(events)) for bucket, events in conn.execute(community_queries.PATTERNS_SQL, params)]
+    return list(conn.execute(community_queries.PATTERNS_SQL, params).fetchall())
 
 
 @dataclass(frozen=True)

@@ -145,20 +145,22 @@ class ReadRouter:
         for replica in self.replicas:
             await replica.pool.close()
 
-    async def run(self, read: Read[T]) -> T:
+    async def run(self, read: Read[T], *, autocommit: bool = False) -> T:
         """`read` on a connection of a fit replica, or of the primary; run again on the primary when the replica
-        fails under it. The connection's transaction commits when `read` returns, rolls back when it raises."""
+        fails under it. The connection's transaction commits when `read` returns, rolls back when it raises.
+        `autocommit=True` is for a read of one statement: it runs without BEGIN and COMMIT, two round trips that
+        cost more than a small rollup read takes (about 0.3 ms here)."""
         replica = self._pick() if self.replicas else None
         if replica is not None:
             _REPLICA_READS.inc()
             try:
                 async with replica.pool.connection() as conn:
-                    return await read(conn)
+                    return await _run(conn, read, autocommit)
             except REPLICA_FAILURES as exc:
                 self._failed(replica, exc)
         _PRIMARY_READS.inc()
         async with self.primary.connection() as conn:
-            return await read(conn)
+            return await _run(conn, read, autocommit)
 
     def status(self) -> list[ReplicaStatus]:
         """Each replica: whether it gets reads, its lag, why not."""
@@ -235,3 +237,16 @@ class ReadRouter:
         elif not used and (replica.used or replica.error == NOT_MEASURED):
             log.warning("replica %s: %s; its reads go to the primary", replica.name, error)
         replica.used, replica.lag, replica.error = used, lag, error
+
+
+async def _run(conn: AsyncConnection[Any], read: Read[T], autocommit: bool) -> T:
+    """`read` on `conn`, in autocommit mode if asked; the pool gets the connection back as it lent it."""
+    if not autocommit:
+        return await read(conn)
+    await conn.set_autocommit(True)  # on an idle connection a flag only: no round trip
+    try:
+        return await read(conn)
+    finally:
+        # A broken connection cannot change modes (the pool discards it); an idle one is handed back unchanged.
+        if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+            await conn.set_autocommit(False)

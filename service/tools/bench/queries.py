@@ -986,9 +986,9 @@ def _measure(
             if endpoint.raw is None:
                 continue
             warmup, picks = draws[endpoint.communities]
-            communities = [*warmup[:RAW_WARMUP], *picks[: options.raw_samples]]
+            communities = [*warmup[:RAW_WARMUP], *picks[: options.raw_count]]
             label = f"raw {endpoint.label}"
-            with progress.step(f"{label}: {options.raw_samples} computations"), load.watch(label, progress):
+            with progress.step(f"{label}: {options.raw_count} computations"), load.watch(label, progress):
                 time_raw(client, raw, endpoint, communities, RAW_WARMUP, result)
             raw_p50, raw_p95 = percentile(result.raw_latencies, 0.5), percentile(result.raw_latencies, 0.95)
             progress.note(f"  p50 {ms(raw_p50)}, p95 {ms(raw_p95)}; {len(result.mismatches)} mismatches")
@@ -1105,8 +1105,8 @@ def _report(
         "warm-up ones; `analytics serve`, 1 uvicorn worker, on the same machine; each GET carries a staff service "
         "JWT (HS256) that the authentication middleware verifies (cached per process after the first request)",
         f"raw: the same figures by plain SQL on activity_events / geo_access_events (community + time btree index, "
-        f"BRIN on time), SQL time only (no HTTP), {options.raw_samples} each after {RAW_WARMUP} warm-up ones, on "
-        "the first communities of the same draw; visits sessionized with window functions (30-minute gap); the "
+        f"BRIN on time), SQL time only (no HTTP), {options.raw_count} each after {RAW_WARMUP} warm-up ones, for "
+        "the communities the endpoint was timed on (the first of them when fewer); visits sessionized with window functions (30-minute gap); the "
         "report's peak comes from the persisted daily presence and Redis, as no raw table holds it",
         "communities asked about: half drawn in proportion to their events, half uniformly among those with data "
         f"(seed {SEED})",
