@@ -1106,8 +1106,9 @@ def _report(
         "JWT (HS256) that the authentication middleware verifies (cached per process after the first request)",
         f"raw: the same figures by plain SQL on activity_events / geo_access_events (community + time btree index, "
         f"BRIN on time), SQL time only (no HTTP), {options.raw_count} each after {RAW_WARMUP} warm-up ones, for "
-        "the communities the endpoint was timed on (the first of them when fewer); visits sessionized with window functions (30-minute gap); the "
-        "report's peak comes from the persisted daily presence and Redis, as no raw table holds it",
+        "the communities the endpoint was timed on (the first of them when fewer); visits sessionized with window "
+        "functions (30-minute gap); the report's peak comes from the persisted daily presence and Redis, as no raw "
+        "table holds it",
         "communities asked about: half drawn in proportion to their events, half uniformly among those with data "
         f"(seed {SEED})",
     ]
