@@ -34,8 +34,9 @@ class Options:
     )
     raw_samples: int = field(
         default=0,
-        metadata={"help": "queries: timed computations from the raw tables per endpoint, for the first communities "
-                  "the endpoint was timed on (default 0: all of them, so both p95s come from the same requests)"},
+        metadata={"help": "queries: timed computations from the raw tables per endpoint, on the first communities "
+                  "the endpoint was timed on (0: one per timed request, so that both p95s come from the same "
+                  "requests)"},
     )  # fmt: skip
     peer: str = field(
         default="",

@@ -28,7 +28,7 @@ from service.geo.figures import nest
 from service.live.keys import DAY_TTL, Shards, shards
 from service.storage.migrations import migrate
 from service.storage.rollups import refresh
-from service.tools.bench import clickhouse
+from service.tools.bench import clickhouse, members
 from service.tools.bench.harness import (
     Bench,
     BenchError,
@@ -391,6 +391,8 @@ def _as_is(answer: Any) -> Any:
 
 
 RawFigures = Callable[[Raw, int | None, Window], dict[str, Any]]
+# Per kind of endpoint ("activity", "geo", "": no community): the communities asked about, warm-up and timed.
+Draws = dict[str, tuple[list[int | None], list[int | None]]]
 
 
 @dataclass(frozen=True)
@@ -941,9 +943,14 @@ def _one_size(bench: Bench, options: Options, urls: tuple[str, str], idle: float
             geo = volumes(conn, "SELECT community_id, sum(attempts) FROM geo_daily GROUP BY 1")
             if not activity or not geo:
                 raise BenchError("the data set has no community with activity or geo events")
-            measured = _measure(bench, options, urls, Raw(conn, client), {"activity": activity, "geo": geo})
+            draws = draw_communities({"activity": activity, "geo": geo}, options.samples)
+            measured = _measure(bench, options, urls, Raw(conn, client), draws)
         finally:
             client.close()
+        with progress.step("distinct members: the member-days and monthly bitmaps"):
+            warmup, picks = draws["activity"]
+            timed = [c for c in [*warmup[:RAW_WARMUP], *picks] if c is not None]
+            structures = members.measure(conn, timed, RAW_WARMUP, datetime.now(UTC))
         settings_row = conn.execute(
             "SELECT current_setting('shared_buffers'), current_setting('work_mem'), "
             "current_setting('max_parallel_workers_per_gather')"
@@ -953,11 +960,25 @@ def _one_size(bench: Bench, options: Options, urls: tuple[str, str], idle: float
         bench, options, engine, urls, idle, measured, counts, (load_seconds, refresh_seconds, vacuum_seconds),
         settings_row,
     )  # fmt: skip
+    print("\n" + members_table(structures), flush=True)
+    if structures.mismatches:
+        print(f"analytics bench: the bitmaps' counts differ: {structures.mismatches[0]}", file=sys.stderr)
+        code = 1
     return code, measured[0]
 
 
+def draw_communities(volumes: dict[str, dict[int, int]], samples: int) -> Draws:
+    """The communities each kind of endpoint is asked about (warm-up ones, timed ones), drawn from `volumes`'
+    communities of that kind (`draw`); none for the endpoints of no community ("")."""
+    rng = random.Random(SEED)  # noqa: S311 - which communities to ask about, nothing secret
+    draws: Draws = {"": ([None] * WARMUP_REQUESTS, [None] * samples)}
+    for source, weights in volumes.items():
+        draws[source] = (list(draw(weights, WARMUP_REQUESTS, rng)), list(draw(weights, samples, rng)))
+    return draws
+
+
 def _measure(
-    bench: Bench, options: Options, urls: tuple[str, str], raw: Raw, volumes: dict[str, dict[int, int]]
+    bench: Bench, options: Options, urls: tuple[str, str], raw: Raw, draws: Draws
 ) -> tuple[list[Result], OtherLoad, clickhouse.ClickHouse | None]:
     """Serve the app, time every endpoint, then every raw twin, then (--peer) the peer's (comparing the figures);
     the results and the peer."""
@@ -965,12 +986,6 @@ def _measure(
     auth = credentials(bench.settings)  # every endpoint authenticates; the reports need staff
     app = start_service(bench, urls, auth)
     port = app.port
-    rng = random.Random(SEED)  # noqa: S311 - which communities to ask about, nothing secret
-    draws: dict[str, tuple[list[int | None], list[int | None]]] = {
-        "": ([None] * WARMUP_REQUESTS, [None] * options.samples)
-    }
-    for source, weights in volumes.items():
-        draws[source] = (list(draw(weights, WARMUP_REQUESTS, rng)), list(draw(weights, options.samples, rng)))
     client = KeepAlive(port, headers=auth.header)
     load = OtherLoad()
     results = [Result(endpoint) for endpoint in ENDPOINTS]
@@ -1006,7 +1021,7 @@ def _measure_peer(
     client: KeepAlive,
     raw: Raw,
     results: list[Result],
-    draws: dict[str, tuple[list[int | None], list[int | None]]],
+    draws: Draws,
     load: OtherLoad,
 ) -> clickhouse.ClickHouse:
     """Copy the raw tables into the peer, then time its figures of each endpoint it has a twin for, on the same
@@ -1131,6 +1146,27 @@ def _report(
     if peer_mismatches:
         print(f"analytics bench: {len(peer_mismatches)} endpoint answers differ from ClickHouse's", file=sys.stderr)
     return 1 if mismatches or peer_mismatches else 0
+
+
+def members_table(m: members.MemberStructures) -> str:
+    """The two structures for distinct members, side by side, with the bitmaps' cost at ingest."""
+    header = (
+        f"distinct members of the 30-day report and the 30 days before it (its unique visitors and retention), "
+        f"exact on both structures, SQL time only, the same {len(m.bitmaps)} communities as the report"
+    )
+    lines = [
+        ["structure", "p50", "p95", "rows read (busiest)", "rows", "size"],
+        ["member-days (community_members_daily, what the report reads)", ms(percentile(m.member_days, 0.5)),
+         ms(percentile(m.member_days, 0.95)), f"{m.rows_read[0]:,}", "", ""],
+        ["monthly bitmaps (member, community, month: active days as bits)", ms(percentile(m.bitmaps, 0.5)),
+         ms(percentile(m.bitmaps, 0.95)), f"{m.rows_read[1]:,}", f"{m.bitmap_rows:,}", size(m.bitmap_bytes)],
+    ]  # fmt: skip
+    equal = "yes" if not m.mismatches else f"NO ({len(m.mismatches)} differ)"
+    notes = [
+        f"counts equal on both: {equal}; cost at ingest of the bitmaps: built from every member-day in "
+        f"{m.build_seconds:.1f} s, one day's member-days added (as a refresh would) in {m.day_seconds * 1000:.0f} ms"
+    ]
+    return render_table(header, lines, right={1, 2, 3, 4, 5}) + "\n" + "\n".join(notes)
 
 
 def _peer_notes(options: Options, peer: clickhouse.ClickHouse, results: list[Result]) -> list[str]:

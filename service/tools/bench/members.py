@@ -1,0 +1,149 @@
+"""Distinct members over a window, two exact structures side by side (`analytics bench queries`).
+
+The report's unique visitors and retention count distinct members of a window and of the one before it, which
+no sum of daily counts gives. The service reads `community_members_daily`: one row per member and active day.
+The candidate measured here keeps one row per member, community and month with the month's active days as the
+bits of an integer (bit 0: the 1st): a window of 31 days and the one before it touch three months, so a member
+is read at most three times however many days they were active. Both are timed on the same communities and
+must give the same three counts; building the bitmaps, and adding one day to them as a refresh would, is timed
+too: that is their cost at ingest.
+
+The bitmaps live in a temporary table of the bench's connection, gone with it: nothing of the service uses them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from service.core.windows import Window
+
+# The three counts as the report's REPORT_SQL gets them, from one row per member and active day.
+MEMBER_DAYS_SQL = """
+WITH current_members AS (
+    SELECT DISTINCT user_id FROM community_members_daily
+    WHERE community_id = %(community)s AND bucket >= %(start)s AND bucket < %(end)s
+), previous_members AS (
+    SELECT DISTINCT user_id FROM community_members_daily
+    WHERE community_id = %(community)s AND bucket >= %(previous_start)s AND bucket < %(start)s
+)
+SELECT (SELECT count(*) FROM current_members), (SELECT count(*) FROM previous_members),
+       (SELECT count(*) FROM previous_members JOIN current_members USING (user_id))
+"""
+
+_BITMAPS = """
+CREATE TEMP TABLE member_months (
+    community_id bigint NOT NULL, month date NOT NULL, user_id bigint NOT NULL, days integer NOT NULL,
+    PRIMARY KEY (community_id, month, user_id) INCLUDE (days)
+)
+"""
+# One day's member-days into the bitmaps, as a refresh would add them (the month's row made or its bit set).
+_ADD_DAYS = """
+INSERT INTO member_months (community_id, month, user_id, days)
+SELECT community_id, date_trunc('month', bucket AT TIME ZONE 'UTC')::date, user_id,
+       bit_or(1 << (extract(day FROM bucket AT TIME ZONE 'UTC')::int - 1))
+FROM community_members_daily
+WHERE bucket >= %(lo)s AND bucket < %(hi)s AND community_id IS NOT NULL AND user_id IS NOT NULL
+GROUP BY 1, 2, 3
+ON CONFLICT (community_id, month, user_id) DO UPDATE SET days = member_months.days | excluded.days
+"""
+# Per month of the two windows, the bits of the current window's days and of the previous window's.
+BITMAPS_SQL = """
+WITH masks (month, current, previous) AS (
+    SELECT * FROM unnest(%(months)s::date[], %(current)s::int[], %(previous)s::int[])
+), members AS (
+    SELECT m.user_id, bool_or(m.days & k.current <> 0) AS current, bool_or(m.days & k.previous <> 0) AS previous
+    FROM member_months m JOIN masks k USING (month)
+    WHERE m.community_id = %(community)s
+    GROUP BY m.user_id
+)
+SELECT count(*) FILTER (WHERE current), count(*) FILTER (WHERE previous),
+       count(*) FILTER (WHERE current AND previous)
+FROM members
+"""
+_MEMBER_DAYS_ROWS = """
+SELECT count(*) FROM community_members_daily
+WHERE community_id = %(community)s AND bucket >= %(previous_start)s AND bucket < %(end)s
+"""
+_BITMAP_ROWS = "SELECT count(*) FROM member_months WHERE community_id = %(community)s AND month = ANY(%(months)s)"
+
+
+def month_masks(window: Window) -> dict[str, list[Any]]:
+    """BITMAPS_SQL's month parameters: each month the two windows touch, with the bits of its days in the window
+    and in the one before it."""
+    months: dict[date, list[int]] = {}
+    day = window.previous_start.date()
+    while day < window.end.date():
+        month = day.replace(day=1)
+        masks = months.setdefault(month, [0, 0])
+        masks[0 if day >= window.start.date() else 1] |= 1 << (day.day - 1)
+        day += timedelta(days=1)
+    return {
+        "months": list(months),
+        "current": [m[0] for m in months.values()],  # bits 0-30: an integer holds them
+        "previous": [m[1] for m in months.values()],
+    }
+
+
+@dataclass
+class MemberStructures:
+    """Both structures timed on the same communities."""
+
+    build_seconds: float = 0.0  # every member-day into bitmaps
+    day_seconds: float = 0.0  # one day's member-days added, as a refresh would
+    bitmap_rows: int = 0
+    bitmap_bytes: int = 0
+    member_days: list[float] = field(default_factory=list)  # latencies
+    bitmaps: list[float] = field(default_factory=list)
+    rows_read: tuple[int, int] = (0, 0)  # member-days, bitmaps: for the busiest community asked about
+    mismatches: list[str] = field(default_factory=list)
+
+
+def measure(conn: psycopg.Connection[Any], communities: Sequence[int], warmup: int, now: datetime) -> MemberStructures:
+    """Build the bitmaps from the member-days, then time the three counts of the 30-day report on both for
+    each community (the first `warmup` untimed), comparing them."""
+    result = MemberStructures()
+    conn.execute(_BITMAPS)
+    start = time.perf_counter()
+    conn.execute(_ADD_DAYS, {"lo": datetime.min.replace(tzinfo=now.tzinfo), "hi": now + timedelta(days=1)})
+    result.build_seconds = time.perf_counter() - start
+    yesterday = datetime.combine(now.date() - timedelta(days=1), datetime.min.time(), now.tzinfo)
+    with conn.transaction(force_rollback=True):  # the day is in already: time it again, keep nothing
+        start = time.perf_counter()
+        conn.execute(_ADD_DAYS, {"lo": yesterday, "hi": yesterday + timedelta(days=1)})
+        result.day_seconds = time.perf_counter() - start
+    conn.execute("VACUUM (ANALYZE) member_months")  # an index-only scan needs the visibility map
+    row = conn.execute("SELECT count(*), pg_total_relation_size('member_months') FROM member_months").fetchone()
+    assert row is not None
+    result.bitmap_rows, result.bitmap_bytes = int(row[0]), int(row[1])
+    window = Window.last(30, now)
+    params: dict[str, Any] = {"start": window.start, "end": window.end, "previous_start": window.previous_start}
+    params |= month_masks(window)
+    busiest: tuple[int, int] = (0, 0)
+    for i, community in enumerate(communities):
+        mine = {**params, "community": community}
+        start = time.perf_counter()
+        expected = conn.execute(MEMBER_DAYS_SQL, mine).fetchone()
+        middle = time.perf_counter()
+        actual = conn.execute(BITMAPS_SQL, mine).fetchone()
+        end = time.perf_counter()
+        if i >= warmup:
+            result.member_days.append(middle - start)
+            result.bitmaps.append(end - middle)
+        if expected != actual:
+            result.mismatches.append(f"community {community}: member-days {expected}, bitmaps {actual}")
+        read = (_count(conn, _MEMBER_DAYS_ROWS, mine), _count(conn, _BITMAP_ROWS, mine))
+        busiest = max(busiest, read)
+    result.rows_read = busiest
+    return result
+
+
+def _count(conn: psycopg.Connection[Any], query: str, params: dict[str, Any]) -> int:
+    row = conn.execute(query, params).fetchone()
+    assert row is not None
+    return int(row[0])
