@@ -9,16 +9,9 @@ import psycopg
 
 from service.core.windows import Window
 from service.tools.bench import members
-from service.tools.bench.options import Options
 from tests.support import act, refresh_rollups, store
 
 C = 5
-
-
-def test_raw_twins_are_timed_on_every_timed_community_by_default() -> None:
-    assert Options().raw_count == 200
-    assert Options(samples=50, raw_samples=20).raw_count == 20
-    assert Options(samples=10, raw_samples=20).raw_count == 10
 
 
 def test_month_masks_of_windows_across_three_months() -> None:
@@ -35,21 +28,21 @@ def test_month_masks_of_windows_across_three_months() -> None:
 
 def test_both_structures_count_the_same_members(database_url: str) -> None:
     now = datetime.now(UTC)
-    day = timedelta(days=1)
-    store(
-        database_url,
-        [
-            act(now - 40 * day, C, 1), act(now - 2 * day, C, 1), act(now - 2 * day, C, 1),  # back again
-            act(now - 3 * day, C, 2), act(now - 1 * day, C, 2),  # new in this window
-            act(now - 45 * day, C, 3), act(now - 50 * day, C, 3),  # gone
-            act(now - 4 * day, C + 1, 4),  # another community
-        ],
-    )  # fmt: skip
+    days_ago = {1: [40, 2, 2], 2: [3, 1], 3: [45, 50]}  # back again, new in this window, gone (community C)
+    events = [act(now - timedelta(days=n), C, user) for user, ns in days_ago.items() for n in ns]
+    store(database_url, [*events, act(now - timedelta(days=4), C + 1, 4)])  # and a member of another community
     refresh_rollups(database_url)
+    member_days = {(user, (now - timedelta(days=n)).date()) for user, ns in days_ago.items() for n in ns}
+    member_months = {(user, day.replace(day=1)) for user, day in member_days}
     with psycopg.connect(database_url, autocommit=True) as conn:
         measured = members.measure(conn, [C, C, C + 1], 1, now)
         assert measured.mismatches == []
-        assert (measured.bitmap_rows, len(measured.bitmaps)) >= (4, 2)
+        assert len(measured.bitmaps) == len(measured.member_days) == 2
+        assert measured.bitmap_rows == len(member_months) + 1
+        assert measured.rows_read == (len(member_days), len(member_months))  # the busiest: community C
+        (through,) = conn.execute("SELECT rollup_watermark('community_members_daily')").fetchone() or (None,)
         window = Window.last(30, now)
-        params = {"community": C, **members.month_masks(window)}
-        assert conn.execute(members.BITMAPS_SQL, params).fetchone() == (2, 2, 1)  # visitors, before, returning
+        params = {"community": C, "through": through, "start": window.start, "end": window.end}
+        params |= {"previous_start": window.previous_start}
+        assert conn.execute(members.MEMBER_DAYS_SQL, params).fetchone() == (2, 2, 1)  # visitors, before, returning
+        assert conn.execute("SELECT to_regclass('bench_member_months')").fetchone() == (None,)  # dropped

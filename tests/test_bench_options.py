@@ -53,6 +53,12 @@ def test_bad_values_are_refused(argv: list[str], capsys: pytest.CaptureFixture[s
     assert "error:" in capsys.readouterr().err
 
 
+def test_raw_twins_are_timed_on_every_timed_community_by_default() -> None:
+    assert bench_options().raw_count == 200
+    assert bench_options("--samples", "50", "--raw-samples", "20").raw_count == 20
+    assert bench_options("--samples", "10", "--raw-samples", "20").raw_count == 10
+
+
 def test_the_help_names_no_default_of_the_peer_and_the_flag(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         cli.parser().parse_args(["bench", "--help"])

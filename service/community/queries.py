@@ -34,7 +34,7 @@ SELECT
 """
 
 # Events by UTC hour of day, by weekday (0 = Monday) and by week (its Monday) in one row per group, `hour`,
-# `weekday` or `week` set and the others null: at most 24 + 7 + 6 rows, where the window's hours would be 744.
+# `weekday` or `week` set and the others null: 24 + 7 + a row per week at most, where a 31-day window has 744 hours.
 # The hours are summed over activity types first (from the index alone: rollups/080), then grouped three ways.
 PATTERNS_SQL = """
 WITH hours AS (

@@ -71,12 +71,20 @@ def _connection_options(settings: Settings) -> dict[str, Any]:
     return {"prepare_threshold": 5 if settings.db_prepared_statements else None}
 
 
+async def _transactional(conn: psycopg.AsyncConnection[Any]) -> None:
+    """What the API's pool does with each connection given back: transaction mode again, whatever a one-statement
+    read switched on (`ReadRouter.run(..., autocommit=True)`), on every path, a cancelled read's too."""
+    if conn.autocommit:
+        await conn.set_autocommit(False)
+
+
 def async_pool(settings: Settings, url: str, *, name: str = "api") -> AsyncConnectionPool:
     """The API's pool (of the primary, or `name`d after a read replica); opened and closed by the application
-    lifespan."""
+    lifespan. Its connections run in transaction mode: writes of several statements rely on it."""
     return AsyncConnectionPool(
         url,
         kwargs=_connection_options(settings),
+        reset=_transactional,
         min_size=settings.db_pool_min,
         max_size=settings.db_pool_max,
         timeout=settings.db_timeout,

@@ -9,7 +9,8 @@ unreachable, gets no reads until a later round finds it fit; the fit ones take t
 Handlers hand the read over as a function of a connection, `await resources.reads.run(lambda conn: ...)`, so
 that a read which fails on a replica (stopped, unreachable, no connection in time) can be run again on the
 primary: the client sees an answer, and the replica gets no reads until the monitor finds it fit again.
-Without replicas, `run` is the primary pool's `connection()` around the function, and nothing more.
+Without replicas, `run` is the primary pool's `connection()` around the function, and nothing more (but for
+`autocommit=True`: a one-statement read then runs without BEGIN and COMMIT).
 """
 
 from __future__ import annotations
@@ -240,13 +241,8 @@ class ReadRouter:
 
 
 async def _run(conn: AsyncConnection[Any], read: Read[T], autocommit: bool) -> T:
-    """`read` on `conn`, in autocommit mode if asked; the pool gets the connection back as it lent it."""
-    if not autocommit:
-        return await read(conn)
-    await conn.set_autocommit(True)  # on an idle connection a flag only: no round trip
-    try:
-        return await read(conn)
-    finally:
-        # A broken connection cannot change modes (the pool discards it); an idle one is handed back unchanged.
-        if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
-            await conn.set_autocommit(False)
+    """`read` on `conn`, in autocommit mode if asked (a flag on an idle connection: no round trip). The pool
+    turns it off again when the connection comes back (`service.core.db.async_pool`)."""
+    if autocommit:
+        await conn.set_autocommit(True)
+    return await read(conn)
