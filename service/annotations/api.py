@@ -29,7 +29,7 @@ from service.core.listing import (
     sent_fields,
 )
 from service.core.openapi import json_body
-from service.core.rows import aware, disorder, fetch_one, valid_id
+from service.core.rows import aware, fetch_one, ordered, valid_id
 from service.web.resources import Resources
 
 AnyRequest = Request[Any, Any, Any]
@@ -72,8 +72,7 @@ class AnnotationsController(Controller):
         else:
             require_community_reader(principal, community_id)
         start, end = aware(since), aware(until)
-        if wrong := disorder(start, end, "since", "until"):
-            raise InvalidInput([wrong])
+        ordered(start, end, "since", "until")
         order = ORDERING.parse(ordering)
         where = Where()
         where.optional("community_id = {}", community_id)
@@ -96,8 +95,7 @@ class AnnotationsController(Controller):
         for field, value in (("time", body.time), ("time_end", body.time_end)):
             if value is not None and not EARLIEST <= value < LATEST:
                 raise InvalidInput([FieldError(field, f"must be from {EARLIEST:%Y} to {LATEST.year - 1}")])
-        if body.time_end is not None and body.time_end < body.time:
-            raise InvalidInput([FieldError("time_end", "must be on or after `time`")])
+        ordered(body.time, body.time_end, "time", "time_end")
         values = {**sent_fields(body), "created_by": principal_of(request).subject}
         async with resources.pool.connection() as conn:
             return await insert(conn, values)

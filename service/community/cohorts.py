@@ -19,13 +19,13 @@ Definitions (all UTC):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, timedelta
 from typing import Any
 
 from psycopg import AsyncConnection
 
 from service.community.schemas import Cohort, CohortReport, Period, RetentionCell
-from service.core.windows import DateRange, percent
+from service.core.windows import DateRange, midnight, percent
 
 MAX_PERIODS = 52
 
@@ -79,10 +79,6 @@ def period_starts(period: Period, periods: int, today: date) -> list[date]:
     return [shift(period, current, k) for k in range(1 - periods, 1)]
 
 
-def _midnight(day: date) -> datetime:
-    return datetime.combine(day, time(), UTC)
-
-
 async def cohort_activity(
     conn: AsyncConnection[Any], community_id: int, period: Period, starts: list[date]
 ) -> dict[tuple[date, date], int]:
@@ -91,8 +87,8 @@ async def cohort_activity(
     params = {
         "community": community_id,
         "period": period,
-        "start": _midnight(starts[0]),
-        "end": _midnight(shift(period, starts[-1], 1)),
+        "start": midnight(starts[0]),
+        "end": midnight(shift(period, starts[-1], 1)),
     }
     cur = await conn.execute(COHORTS_SQL, params)
     return {

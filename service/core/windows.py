@@ -18,6 +18,11 @@ class DateRange(msgspec.Struct):
     end: date
 
 
+def midnight(day: date) -> datetime:
+    """00:00 UTC of `day`: where a UTC day starts."""
+    return datetime.combine(day, time(), UTC)
+
+
 @dataclass(frozen=True)
 class Window:
     """Days `today - N` to `today` inclusive (UTC), as [start, end) instants, and the window of equal length
@@ -30,8 +35,8 @@ class Window:
     @classmethod
     def last(cls, days: int, now: datetime | None = None) -> Window:
         today = (now or datetime.now(UTC)).astimezone(UTC).date()
-        start = datetime.combine(today - timedelta(days=days), time(), UTC)
-        end = datetime.combine(today + timedelta(days=1), time(), UTC)
+        start = midnight(today - timedelta(days=days))
+        end = midnight(today + timedelta(days=1))
         return cls(start=start, end=end, previous_start=start - (end - start))
 
     @property

@@ -11,12 +11,13 @@ from __future__ import annotations
 import io
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, timedelta
 from typing import Any, Literal
 
 from psycopg import AsyncConnection, sql
 
 from service.core.settings import Settings
+from service.core.windows import midnight
 
 Format = Literal["csv", "parquet"]
 ROW_GROUP = 50_000  # rows per Parquet row group (and per fetch of the server-side cursor)
@@ -123,8 +124,8 @@ class Request:
 
     @property
     def params(self) -> dict[str, Any]:
-        start = datetime.combine(self.date_from, time(), UTC)
-        end = datetime.combine(self.date_to + timedelta(days=1), time(), UTC)
+        start = midnight(self.date_from)
+        end = midnight(self.date_to + timedelta(days=1))
         return {"start": start, "end": end, "community": self.community}
 
     @property

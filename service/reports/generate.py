@@ -8,7 +8,7 @@ replaces those rows (same ids). The figures come from the rollups and sessions o
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, get_args
 
 import msgspec
@@ -16,7 +16,7 @@ import psycopg
 
 from service.community.figures import community_report, patterns
 from service.core.task_context import TaskContext
-from service.core.windows import Window, minutes
+from service.core.windows import Window, midnight, minutes
 from service.geo.figures import effectiveness, effectiveness_report, nest
 from service.geo.schemas import GeoDayReport, TrendPoint
 from service.ingest.schemas import ActivityType
@@ -39,7 +39,7 @@ TOP_BLOCKED = 10  # places listed, as the effectiveness endpoint does by default
 def previous_day(now: datetime) -> Window:
     """The day before `now` (UTC) as a one-day window; its `previous_start` is the day before that."""
     today = now.astimezone(UTC).date()
-    return Window.last(0, datetime.combine(today - timedelta(days=1), time(), UTC))
+    return Window.last(0, midnight(today - timedelta(days=1)))
 
 
 def _zero_filled(known: Iterable[str], counts: dict[str, int]) -> dict[str, int]:

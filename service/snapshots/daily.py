@@ -24,14 +24,14 @@ Where each figure comes from (all days are UTC):
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, timedelta
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
 from service.core.task_context import TaskContext
-from service.core.windows import percent
+from service.core.windows import midnight, percent
 from service.live.client import SyncRedis
 from service.live.keys import requests_key
 
@@ -140,7 +140,7 @@ def request_figures(client: SyncRedis, day: date) -> tuple[int, float]:
 
 def daily_figures(conn: psycopg.Connection[Any], client: SyncRedis, day: date) -> dict[str, Any]:
     """Every field of the DailyAnalytics row of `day`, by column name."""
-    start = datetime.combine(day, time(), UTC)
+    start = midnight(day)
     params = {"day": day, "start": start, "end": start + timedelta(days=1)}
     with conn.cursor(row_factory=dict_row) as cur:
         figures = cur.execute(_FIGURES, params).fetchone()

@@ -29,12 +29,13 @@ The other figures of a day:
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, timedelta
 from typing import Any
 
 import psycopg
 
 from service.core.task_context import TaskContext
+from service.core.windows import midnight
 
 # Raw events are read for one day only, by time range (the time index, or the hypertable's chunks, bound it).
 # A target id that is not a plain positive integer is ignored rather than failing the whole day on a bad cast.
@@ -155,7 +156,7 @@ ON CONFLICT (user_id, date) DO UPDATE SET
 
 def upsert_user_day(conn: psycopg.Connection[Any], day: date) -> int:
     """Write the UserAnalytics rows of every user of `day`; how many rows were written."""
-    start = datetime.combine(day, time(), UTC)
+    start = midnight(day)
     cur = conn.execute(_UPSERT, {"day": day, "start": start, "end": start + timedelta(days=1)})
     return cur.rowcount
 

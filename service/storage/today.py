@@ -11,11 +11,12 @@ run is counted by the next run, as in the rollups. At the first run of a day, ye
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 
+from service.core.windows import midnight
 from service.storage.buckets import HOUR, Range, floor, merge
 
 _MEMBERS = """
@@ -60,7 +61,7 @@ def refresh_today(conn: psycopg.Connection[Any], now: datetime, changed: Iterabl
     """Bring today's figures up to `now`; `changed`: the time ranges of activity stored since the last run (their
     members are added again, so that late events count). Runs inside the caller's transaction."""
     day = now.astimezone(UTC).date()
-    start = datetime.combine(day, time(), UTC)
+    start = midnight(day)
     row = conn.execute("SELECT day, through FROM community_today_through").fetchone()
     # The member set grows from the previous run's time on; a run dated before it (a `now` given) starts over.
     since = row[1] if row is not None and row[0] == day and row[1] <= now else start
